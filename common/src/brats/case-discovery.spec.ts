@@ -3,7 +3,12 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { classifyBratsFileName, discoverBratsCases, discoverMappedCases, parseModalityMap } from './case-discovery.js';
+import {
+  classifyBratsFileName,
+  discoverBratsCases,
+  discoverMappedCases,
+  parseModalityMap,
+} from './case-discovery.js';
 
 // Discovery looks at names only, so empty files are enough here; decoding is tested in case-loader.spec.
 async function touch(file: string): Promise<void> {
@@ -53,14 +58,19 @@ describe('discoverBratsCases', () => {
   let root: string;
   before(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-discovery-'));
-    for (const s of ['t1', 't1ce', 't2', 'flair', 'seg']) await touch(path.join(root, 'a', 'BraTS2021_00001', `BraTS2021_00001_${s}.nii.gz`));
-    for (const s of ['t1n', 't1c', 't2w', 't2f']) await touch(path.join(root, 'b', 'BraTS-GLI-00002-000', `BraTS-GLI-00002-000-${s}.nii.gz`));
+    for (const s of ['t1', 't1ce', 't2', 'flair', 'seg'])
+      await touch(path.join(root, 'a', 'BraTS2021_00001', `BraTS2021_00001_${s}.nii.gz`));
+    for (const s of ['t1n', 't1c', 't2w', 't2f'])
+      await touch(path.join(root, 'b', 'BraTS-GLI-00002-000', `BraTS-GLI-00002-000-${s}.nii.gz`));
     // flat layout, no per-case folder
-    for (const s of ['t1', 't1ce', 't2', 'flair', 'seg']) await touch(path.join(root, 'flat', `BraTS20_Training_003_${s}.nii`));
+    for (const s of ['t1', 't1ce', 't2', 'flair', 'seg'])
+      await touch(path.join(root, 'flat', `BraTS20_Training_003_${s}.nii`));
     // missing flair
-    for (const s of ['t1', 't1ce', 't2', 'seg']) await touch(path.join(root, 'BraTS2021_00004', `BraTS2021_00004_${s}.nii.gz`));
+    for (const s of ['t1', 't1ce', 't2', 'seg'])
+      await touch(path.join(root, 'BraTS2021_00004', `BraTS2021_00004_${s}.nii.gz`));
     // duplicated t1 (.nii and .nii.gz)
-    for (const s of ['t1', 't1ce', 't2', 'flair']) await touch(path.join(root, 'BraTS2021_00005', `BraTS2021_00005_${s}.nii.gz`));
+    for (const s of ['t1', 't1ce', 't2', 'flair'])
+      await touch(path.join(root, 'BraTS2021_00005', `BraTS2021_00005_${s}.nii.gz`));
     await touch(path.join(root, 'BraTS2021_00005', 'BraTS2021_00005_t1.nii'));
     await touch(path.join(root, 'notes', 'readme.txt'));
   });
@@ -95,24 +105,41 @@ describe('modality maps', () => {
   before(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-mapped-'));
     for (const subject of ['sub-01', 'sub-02']) {
-      for (const s of ['T1w', 'T1Gd', 'T2w', 'FLAIR', 'label']) await touch(path.join(root, subject, `${subject}_${s}.nii.gz`));
+      for (const s of ['T1w', 'T1Gd', 'T2w', 'FLAIR', 'label'])
+        await touch(path.join(root, subject, `${subject}_${s}.nii.gz`));
     }
     for (const s of ['T1w', 'T1Gd', 'T2w']) await touch(path.join(root, 'sub-03', `sub-03_${s}.nii.gz`));
   });
   after(async () => rm(root, { recursive: true, force: true }));
 
   it('parses the inline form and finds cases by pattern, one per folder', async () => {
-    const map = await parseModalityMap('t1=*_T1w.nii.gz,t1ce=*_T1Gd.nii.gz,t2=*_T2w.nii.gz,flair=*_FLAIR.nii.gz,seg=*_label.nii.gz');
+    const map = await parseModalityMap(
+      't1=*_T1w.nii.gz,t1ce=*_T1Gd.nii.gz,t2=*_T2w.nii.gz,flair=*_FLAIR.nii.gz,seg=*_label.nii.gz',
+    );
     const { cases, problems } = await discoverMappedCases(root, map);
-    assert.deepEqual(cases.map((c) => c.id), ['sub-01', 'sub-02']);
+    assert.deepEqual(
+      cases.map((c) => c.id),
+      ['sub-01', 'sub-02'],
+    );
     assert.equal(path.basename(cases[1]!.seg!), 'sub-02_label.nii.gz');
     assert.equal(cases[0]!.naming, 'mapped');
-    assert.deepEqual(problems.map((p) => [p.caseId, p.reason]), [['sub-03', 'missing modality flair (by the modality map)']]);
+    assert.deepEqual(
+      problems.map((p) => [p.caseId, p.reason]),
+      [['sub-03', 'missing modality flair (by the modality map)']],
+    );
   });
 
   it('parses the JSON form', async () => {
     const file = path.join(root, 'map.json');
-    await writeFile(file, JSON.stringify({ t1: '*_T1w.nii.gz', t1ce: '*_T1Gd.nii.gz', t2: '*_T2w.nii.gz', flair: '*_FLAIR.nii.gz' }));
+    await writeFile(
+      file,
+      JSON.stringify({
+        t1: '*_T1w.nii.gz',
+        t1ce: '*_T1Gd.nii.gz',
+        t2: '*_T2w.nii.gz',
+        flair: '*_FLAIR.nii.gz',
+      }),
+    );
     const map = await parseModalityMap(file);
     assert.equal(map.flair, '*_FLAIR.nii.gz');
     assert.equal(map.seg, undefined);

@@ -77,7 +77,8 @@ async function listNiftiFiles(root: string, depth = 0): Promise<string[]> {
   if (depth === 0) {
     const info = await stat(root).catch(() => undefined);
     if (!info) throw new Error(`${root}: no such folder`);
-    if (!info.isDirectory()) throw new Error(`${root}: not a folder (give the folder that holds the case files)`);
+    if (!info.isDirectory())
+      throw new Error(`${root}: not a folder (give the folder that holds the case files)`);
   }
   const entries = await readdir(root, { withFileTypes: true });
   const out: string[] = [];
@@ -130,7 +131,10 @@ export async function discoverBratsCases(root: string): Promise<DiscoveryResult>
 }
 
 function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`, 'i');
 }
 
@@ -188,7 +192,11 @@ export async function discoverMappedCases(root: string, map: ModalityMap): Promi
   for (const [dir, names] of [...byDir].sort(([a], [b]) => byCodePoint(a, b))) {
     const caseId = path.basename(dir);
     const found = new Map<Role, string[]>();
-    for (const [role, re] of patterns) found.set(role, names.filter((n) => re.test(n)));
+    for (const [role, re] of patterns)
+      found.set(
+        role,
+        names.filter((n) => re.test(n)),
+      );
     if ([...found.values()].every((list) => list.length === 0)) continue; // not a case folder
     const ambiguous = [...found].find(([, list]) => list.length > 1);
     if (ambiguous) {
@@ -201,7 +209,11 @@ export async function discoverMappedCases(root: string, map: ModalityMap): Promi
     }
     const missing = MODALITIES.filter((m) => found.get(m)!.length === 0);
     if (missing.length > 0) {
-      result.problems.push({ caseId, dir, reason: `missing modality ${missing.join(', ')} (by the modality map)` });
+      result.problems.push({
+        caseId,
+        dir,
+        reason: `missing modality ${missing.join(', ')} (by the modality map)`,
+      });
       continue;
     }
     const seg = found.get('seg')?.[0];

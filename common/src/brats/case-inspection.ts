@@ -74,6 +74,8 @@ export function inspectCase(loaded: LoadedCase): CaseReport {
         }
       : undefined,
     brainVoxels,
-    labels: loaded.canonicalCounts ? { raw: loaded.rawLabelCounts!, canonical: loaded.canonicalCounts } : undefined,
+    labels: loaded.canonicalCounts
+      ? { raw: loaded.rawLabelCounts!, canonical: loaded.canonicalCounts }
+      : undefined,
   };
 }

@@ -97,7 +97,10 @@ describe('loadCase on hand-made cases', () => {
     const seg = new Float32Array(N);
     seg[7] = 1.5;
     await writeTinyCase({ dir, id: 'BraTS2021_00003', dims: DIMS, seg, segDatatype: 'float32' });
-    await assert.rejects(loadOnly(dir), /BraTS2021_00003_seg\.nii\.gz: label value 1\.50000 at voxel 7 is not a known integer label/);
+    await assert.rejects(
+      loadOnly(dir),
+      /BraTS2021_00003_seg\.nii\.gz: label value 1\.50000 at voxel 7 is not a known integer label/,
+    );
   });
 
   it('refuses grids that differ between modalities', async () => {
@@ -109,14 +112,22 @@ describe('loadCase on hand-made cases', () => {
       dimsOverride: { flair: [6, 5, 3] },
       images: { flair: rampVolume([6, 5, 3], 3) },
     });
-    await assert.rejects(loadOnly(dir), /BraTS2021_00004_flair\.nii\.gz: grid 6x5x3 differs from .*_t1\.nii\.gz's 6x5x4/);
+    await assert.rejects(
+      loadOnly(dir),
+      /BraTS2021_00004_flair\.nii\.gz: grid 6x5x3 differs from .*_t1\.nii\.gz's 6x5x4/,
+    );
   });
 
   it('refuses NaN and infinite voxels', async () => {
     const dir = caseDir('nan');
     const t2 = new Float32Array(N).fill(10);
     t2[11] = Number.NaN;
-    const images = { t1: new Float32Array(N).fill(1), t1ce: new Float32Array(N).fill(1), t2, flair: new Float32Array(N).fill(1) };
+    const images = {
+      t1: new Float32Array(N).fill(1),
+      t1ce: new Float32Array(N).fill(1),
+      t2,
+      flair: new Float32Array(N).fill(1),
+    };
     await writeTinyCase({ dir, id: 'BraTS2021_00005', dims: DIMS, images, imageDatatype: 'float32' });
     await assert.rejects(loadOnly(dir), /BraTS2021_00005_t2\.nii\.gz: voxel 11 is NaN/);
   });
@@ -145,7 +156,10 @@ describe('loadCase on hand-made cases', () => {
     const dir = caseDir('corrupt');
     await writeTinyCase({ dir, id: 'BraTS2021_00009', dims: DIMS });
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(path.join(dir, 'BraTS2021_00009', 'BraTS2021_00009_t2.nii.gz'), Buffer.from('not a nifti file at all'));
+    await writeFile(
+      path.join(dir, 'BraTS2021_00009', 'BraTS2021_00009_t2.nii.gz'),
+      Buffer.from('not a nifti file at all'),
+    );
     await assert.rejects(loadOnly(dir), (error: unknown) => {
       assert.ok(error instanceof CaseError);
       assert.match(error.message, /case BraTS2021_00009: .*BraTS2021_00009_t2\.nii\.gz: /);

@@ -1,15 +1,16 @@
 // Loads one BraTS case: decodes the four sequences and the annotation, checks them against each other and maps
 // the annotation to the canonical labels. Every refusal names the case and the file.
 import path from 'node:path';
-import { NiftiFormatError, readNifti, type NiftiHeader, type NiftiVolume, type VoxelArray } from '../nifti/index.js';
+import {
+  NiftiFormatError,
+  readNifti,
+  type NiftiHeader,
+  type NiftiVolume,
+  type VoxelArray,
+} from '../nifti/index.js';
 import { CaseError } from './case-error.js';
 import type { BratsCaseFiles } from './case-discovery.js';
-import {
-  canonicalLookup,
-  schemeFromLabelValues,
-  UNKNOWN_LABEL,
-  type LabelScheme,
-} from './label-schemes.js';
+import { canonicalLookup, schemeFromLabelValues, UNKNOWN_LABEL, type LabelScheme } from './label-schemes.js';
 import { MODALITIES, type CanonicalCounts, type Modality } from './modalities.js';
 
 export type SchemeSource = 'option' | 'naming' | 'label values' | 'default (values 1 and 2 only)';
@@ -80,7 +81,8 @@ async function readVolume(caseId: string, file: string): Promise<NiftiVolume> {
     return await readNifti(file);
   } catch (error) {
     if (error instanceof NiftiFormatError) throw new CaseError(caseId, file, error.reason);
-    const message = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    const message =
+      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
     throw new CaseError(caseId, file, message);
   }
 }
@@ -95,7 +97,11 @@ function countRawLabels(caseId: string, seg: NiftiVolume): Float64Array {
     const value = data[i]! * slope + inter;
     if (!(value >= 0 && value < 256) || value !== Math.round(value)) {
       const shown = Number.isInteger(value) ? String(value) : value.toPrecision(6);
-      throw new CaseError(caseId, seg.file, `label value ${shown} at voxel ${i} is not a known integer label`);
+      throw new CaseError(
+        caseId,
+        seg.file,
+        `label value ${shown} at voxel ${i} is not a known integer label`,
+      );
     }
     counts[value]!++;
   }
@@ -130,16 +136,27 @@ export async function loadCase(files: BratsCaseFiles, options: LoadCaseOptions =
     Promise.all(MODALITIES.map((m) => readVolume(id, files.images[m]))),
     files.seg ? readVolume(id, files.seg) : Promise.resolve(undefined),
   ]);
-  const volumes = Object.fromEntries(MODALITIES.map((m, i) => [m, images[i]!])) as Record<Modality, NiftiVolume>;
+  const volumes = Object.fromEntries(MODALITIES.map((m, i) => [m, images[i]!])) as Record<
+    Modality,
+    NiftiVolume
+  >;
   const reference = volumes.t1;
   const dims = spatialDims(id, reference);
   for (const vol of [...images, ...(seg ? [seg] : [])]) {
     const d = spatialDims(id, vol);
     if (d.some((v, i) => v !== dims[i])) {
-      throw new CaseError(id, vol.file, `grid ${d.join('x')} differs from ${reference.file}'s ${dims.join('x')}`);
+      throw new CaseError(
+        id,
+        vol.file,
+        `grid ${d.join('x')} differs from ${reference.file}'s ${dims.join('x')}`,
+      );
     }
     if (!sameGrid(vol.header.affine, reference.header.affine)) {
-      throw new CaseError(id, vol.file, `voxel-to-world affine differs from ${reference.file}'s (not the same grid)`);
+      throw new CaseError(
+        id,
+        vol.file,
+        `voxel-to-world affine differs from ${reference.file}'s (not the same grid)`,
+      );
     }
   }
   for (const vol of images) checkFinite(id, vol);

@@ -40,7 +40,8 @@ export function renderSliceGrid(slices: Uint8Array, count: number, options: Slic
       const top = n * (tile + gap);
       for (let y = 0; y < tile; y++) {
         for (let x = 0; x < tile; x++) {
-          const value = slices[n * sliceBytes + (Math.floor(y / zoom) * size + Math.floor(x / zoom)) * channels + c]!;
+          const value =
+            slices[n * sliceBytes + (Math.floor(y / zoom) * size + Math.floor(x / zoom)) * channels + c]!;
           const [r, g, b] = isAnnotation ? LABEL_RGB[decodeAnnotation(value)]! : [value, value, value];
           const o = ((top + y) * width + left + x) * 4;
           png.data[o] = r;

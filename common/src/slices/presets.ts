@@ -28,6 +28,8 @@ export const IMAGE_CHANNELS: readonly Modality[] = ['t1', 't2', 'flair', 't1ce']
 
 /** The paper pads 240×240 to a 256×256 canvas (8 px each side) before anything else. */
 export const CANVAS_SIZE = 256;
+/** BraTS volumes are 240×240 in-plane; other grids are centred on the canvas (padded or cropped). */
+export const BRATS_GRID = 240;
 /** A slice is kept when more than this fraction of the 256×256 T1 pixels exceed KEEP_INTENSITY. */
 export const KEEP_FRACTION = 0.15;
 export const KEEP_INTENSITY = 50;

@@ -5,7 +5,13 @@ import { discoverCases, type ModalityMap } from '../brats/case-discovery.js';
 import { CaseError } from '../brats/case-error.js';
 import { loadCase, type LoadedCase } from '../brats/case-loader.js';
 import type { LabelScheme } from '../brats/label-schemes.js';
-import { SLICE_CHANNELS, SLICE_PRESETS, ANNOTATION_OF_CANONICAL, type IntensityScale, type SlicePresetName } from './presets.js';
+import {
+  SLICE_CHANNELS,
+  SLICE_PRESETS,
+  ANNOTATION_OF_CANONICAL,
+  type IntensityScale,
+  type SlicePresetName,
+} from './presets.js';
 import { sliceCase } from './slicer.js';
 import { SliceStoreWriter, type SliceStoreMeta } from './slice-store.js';
 import { splitSubjects } from './subject-split.js';
@@ -65,7 +71,11 @@ export async function buildSliceStore(options: SlicePipelineOptions): Promise<Sl
   const seed = options.seed ?? 0;
   const testFraction = options.testFraction ?? 0.15;
   const discovery = await discoverCases(options.dataDir, options.map);
-  const skipped: SkippedCase[] = discovery.problems.map((p) => ({ caseId: p.caseId, file: p.dir, reason: p.reason }));
+  const skipped: SkippedCase[] = discovery.problems.map((p) => ({
+    caseId: p.caseId,
+    file: p.dir,
+    reason: p.reason,
+  }));
   const split = splitSubjects(
     discovery.cases.map((c) => c.id),
     testFraction,
@@ -78,7 +88,11 @@ export async function buildSliceStore(options: SlicePipelineOptions): Promise<Sl
     channels: [...SLICE_CHANNELS],
     dtype: 'uint8',
     layout: 'NHWC',
-    annotation: { NCR: ANNOTATION_OF_CANONICAL[1]!, ED: ANNOTATION_OF_CANONICAL[2]!, ET: ANNOTATION_OF_CANONICAL[3]! },
+    annotation: {
+      NCR: ANNOTATION_OF_CANONICAL[1]!,
+      ED: ANNOTATION_OF_CANONICAL[2]!,
+      ET: ANNOTATION_OF_CANONICAL[3]!,
+    },
     split: { seed, testFraction },
     createdAt: new Date().toISOString(),
   });
@@ -120,7 +134,13 @@ export async function buildSliceStore(options: SlicePipelineOptions): Promise<Sl
       } catch (error) {
         skipped.push(describeFailure(files.id, error));
       }
-      options.onProgress?.({ done: i + 1, total, caseId: files.id, slices: caseSlices, elapsedMs: Date.now() - started });
+      options.onProgress?.({
+        done: i + 1,
+        total,
+        caseId: files.id,
+        slices: caseSlices,
+        elapsedMs: Date.now() - started,
+      });
     }
   } catch (error) {
     await writer.abort();

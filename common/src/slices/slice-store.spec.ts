@@ -3,7 +3,12 @@ import { mkdtemp, readFile, rm, stat, truncate, writeFile, access } from 'node:f
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SliceStoreFormatError, SliceStoreReader, SliceStoreWriter, type SliceStoreMetaInit } from './slice-store.js';
+import {
+  SliceStoreFormatError,
+  SliceStoreReader,
+  SliceStoreWriter,
+  type SliceStoreMetaInit,
+} from './slice-store.js';
 
 const init: SliceStoreMetaInit = {
   preset: 'cpu32',
@@ -102,7 +107,10 @@ describe('slice store', () => {
   it('refuses a subject whose bytes do not match its slice count', async () => {
     const writer = await SliceStoreWriter.create(path.join(dir, 'bad.fss'), init);
     await assert.rejects(
-      writer.addSubject({ id: 'b', split: 'train', labelled: true, z: [0, 1], sourceDims: [4, 4, 2], reference: {} }, slicesOf(1, 0)),
+      writer.addSubject(
+        { id: 'b', split: 'train', labelled: true, z: [0, 1], sourceDims: [4, 4, 2], reference: {} },
+        slicesOf(1, 0),
+      ),
       /subject b has 80 bytes for 2 slices of 80/,
     );
     await writer.abort();

@@ -49,7 +49,10 @@ export interface SliceStoreMeta {
   createdAt: string;
 }
 
-export type SliceStoreMetaInit = Omit<SliceStoreMeta, 'count' | 'sliceBytes' | 'dataOffset' | 'subjects' | 'format' | 'version'>;
+export type SliceStoreMetaInit = Omit<
+  SliceStoreMeta,
+  'count' | 'sliceBytes' | 'dataOffset' | 'subjects' | 'format' | 'version'
+>;
 
 export class SliceStoreWriter {
   private position = SLICE_DATA_OFFSET;
@@ -74,10 +77,7 @@ export class SliceStoreWriter {
     return new SliceStoreWriter(file, tempFile, handle, init);
   }
 
-  async addSubject(
-    subject: Omit<SliceStoreSubject, 'first' | 'count'>,
-    slices: Uint8Array,
-  ): Promise<void> {
+  async addSubject(subject: Omit<SliceStoreSubject, 'first' | 'count'>, slices: Uint8Array): Promise<void> {
     if (slices.length !== subject.z.length * this.sliceBytes) {
       throw new Error(
         `slice store ${this.file}: subject ${subject.id} has ${slices.length} bytes for ${subject.z.length} slices of ${this.sliceBytes}`,
@@ -140,14 +140,18 @@ export class SliceStoreReader {
     const handle = await open(file, 'r');
     try {
       const { size } = await handle.stat();
-      if (size < PREAMBLE.length + TRAILER_BYTES) throw new SliceStoreFormatError(file, 'too short to be a slice store');
+      if (size < PREAMBLE.length + TRAILER_BYTES)
+        throw new SliceStoreFormatError(file, 'too short to be a slice store');
       const preamble = Buffer.alloc(PREAMBLE.length);
       await handle.read(preamble, 0, preamble.length, 0);
       if (!preamble.subarray(0, 8).equals(PREAMBLE.subarray(0, 8))) {
         throw new SliceStoreFormatError(file, 'not a fedsynth slice store (bad magic)');
       }
       if (!preamble.subarray(8, 12).equals(PREAMBLE.subarray(8, 12))) {
-        throw new SliceStoreFormatError(file, `unsupported slice store version "${preamble.toString('latin1', 8, 12)}"`);
+        throw new SliceStoreFormatError(
+          file,
+          `unsupported slice store version "${preamble.toString('latin1', 8, 12)}"`,
+        );
       }
       const trailer = Buffer.alloc(TRAILER_BYTES);
       await handle.read(trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES);
@@ -163,7 +167,10 @@ export class SliceStoreReader {
       await handle.read(json, 0, metaLength, metaOffset);
       const meta = JSON.parse(json.toString('utf8')) as SliceStoreMeta;
       if (meta.dataOffset + meta.count * meta.sliceBytes !== metaOffset) {
-        throw new SliceStoreFormatError(file, `metadata says ${meta.count} slices but the data section disagrees`);
+        throw new SliceStoreFormatError(
+          file,
+          `metadata says ${meta.count} slices but the data section disagrees`,
+        );
       }
       return new SliceStoreReader(file, handle, meta);
     } catch (error) {
@@ -180,7 +187,9 @@ export class SliceStoreReader {
   /** `count` consecutive slices from `start`, NHWC. */
   async readRange(start: number, count: number): Promise<Uint8Array> {
     if (start < 0 || count < 0 || start + count > this.meta.count) {
-      throw new RangeError(`${this.file}: slices [${start}, ${start + count}) outside [0, ${this.meta.count})`);
+      throw new RangeError(
+        `${this.file}: slices [${start}, ${start + count}) outside [0, ${this.meta.count})`,
+      );
     }
     const out = new Uint8Array(count * this.meta.sliceBytes);
     if (count > 0) {

@@ -16,7 +16,10 @@ import { sliceCase } from './slicer.js';
 const run = promisify(execFile);
 const C = 5;
 
-async function loadTiny(root: string, spec: Omit<Parameters<typeof writeTinyCase>[0], 'dir'>): Promise<LoadedCase> {
+async function loadTiny(
+  root: string,
+  spec: Omit<Parameters<typeof writeTinyCase>[0], 'dir'>,
+): Promise<LoadedCase> {
   const dir = path.join(root, spec.id);
   await writeTinyCase({ ...spec, dir });
   const { cases } = await discoverBratsCases(dir);
@@ -53,7 +56,11 @@ describe('sliceCase, paper preset, on hand-made volumes', () => {
     assert.equal(pixel(out.data, 256, 0, 8, 8, 0), 255, 'source (0,0) lands at canvas (8,8)');
     assert.equal(pixel(out.data, 256, 0, 7, 8, 0), 0, 'padding is zero');
     assert.equal(pixel(out.data, 256, 0, 8, 7, 0), 0);
-    assert.equal(pixel(out.data, 256, 0, 247, 247, 0), 26, '100 / 1000 * 255 = 25.5 rounds half away from zero');
+    assert.equal(
+      pixel(out.data, 256, 0, 247, 247, 0),
+      26,
+      '100 / 1000 * 255 = 25.5 rounds half away from zero',
+    );
     assert.equal(pixel(out.data, 256, 0, 248, 248, 0), 0);
     assert.deepEqual(
       [8, 9, 10, 11].map((x) => pixel(out.data, 256, 0, x, 8, 4)),

@@ -11,6 +11,7 @@ import {
   KEEP_INTENSITY,
   PERCENTILE,
   SLICE_CHANNELS,
+  BRATS_GRID,
   type IntensityScale,
   type SlicePreset,
 } from './presets.js';
@@ -110,7 +111,9 @@ export function sliceCase(loaded: LoadedCase, preset: SlicePreset, scale: Intens
   // Keep rule on the padded canvas: padding is zero, so counting over the source slice is the same.
   const t1 = loaded.images.t1.data;
   const { slope: t1Slope, inter: t1Inter, reference: t1Reference } = maps.t1;
-  const keepAbove = KEEP_FRACTION * CANVAS_SIZE * CANVAS_SIZE;
+  // For BraTS's 240×240 grid this is the paper's 15 % of 256²; other grids scale it by their area, so that a
+  // small test grid keeps the same anatomy a full-size one would.
+  const keepAbove = KEEP_FRACTION * CANVAS_SIZE * CANVAS_SIZE * (plane / (BRATS_GRID * BRATS_GRID));
   const kept: number[] = [];
   for (let z = 0; z < depth; z++) {
     let bright = 0;
@@ -123,7 +126,8 @@ export function sliceCase(loaded: LoadedCase, preset: SlicePreset, scale: Intens
 
   const size = preset.size;
   const factor = CANVAS_SIZE / size;
-  if (!Number.isInteger(factor)) throw new Error(`preset ${preset.name}: ${CANVAS_SIZE} is not a multiple of ${size}`);
+  if (!Number.isInteger(factor))
+    throw new Error(`preset ${preset.name}: ${CANVAS_SIZE} is not a multiple of ${size}`);
   const channels = SLICE_CHANNELS.length;
   const out = new Uint8Array(kept.length * size * size * channels);
   // Centre the source grid on the 256 canvas (240 → 8 px each side); larger grids are centre-cropped.

@@ -14,7 +14,10 @@ describe('splitSubjects', () => {
 
   it('changes with the seed', () => {
     const testOf = (seed: number) =>
-      [...splitSubjects(ids, 0.25, seed)].filter(([, s]) => s === 'test').map(([id]) => id).sort();
+      [...splitSubjects(ids, 0.25, seed)]
+        .filter(([, s]) => s === 'test')
+        .map(([id]) => id)
+        .sort();
     assert.notDeepEqual(testOf(1), testOf(2));
   });
 

@@ -8,7 +8,11 @@ export type Split = 'train' | 'test';
  * depend on the order the cases were found in, and adding a subject moves no other subject.
  * At least one test subject whenever testFraction > 0 and there are two or more subjects.
  */
-export function splitSubjects(ids: readonly string[], testFraction: number, seed: number): Map<string, Split> {
+export function splitSubjects(
+  ids: readonly string[],
+  testFraction: number,
+  seed: number,
+): Map<string, Split> {
   if (!(testFraction >= 0 && testFraction < 1)) {
     throw new Error(`test fraction must be in [0, 1), got ${testFraction}`);
   }

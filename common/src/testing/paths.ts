@@ -15,7 +15,9 @@ export function repoRoot(): string {
 export function sharedDataDir(): string {
   const dir = process.env.FEDSYNTH_SHARED_DATA ?? path.resolve(repoRoot(), '..', 'shared', 'data');
   if (!existsSync(dir)) {
-    throw new Error(`shared test data not found at ${dir}; set FEDSYNTH_SHARED_DATA to the shared/data folder`);
+    throw new Error(
+      `shared test data not found at ${dir}; set FEDSYNTH_SHARED_DATA to the shared/data folder`,
+    );
   }
   return dir;
 }

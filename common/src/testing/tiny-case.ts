@@ -21,8 +21,12 @@ export interface TinyCaseSpec {
 
 const SUFFIX_2023 = { t1: 't1n', t1ce: 't1c', t2: 't2w', flair: 't2f', seg: 'seg' } as const;
 
-export function tinyCaseFile(spec: Pick<TinyCaseSpec, 'dir' | 'id' | 'naming'>, role: keyof typeof SUFFIX_2023): string {
-  const name = spec.naming === '2023' ? `${spec.id}-${SUFFIX_2023[role]}.nii.gz` : `${spec.id}_${role}.nii.gz`;
+export function tinyCaseFile(
+  spec: Pick<TinyCaseSpec, 'dir' | 'id' | 'naming'>,
+  role: keyof typeof SUFFIX_2023,
+): string {
+  const name =
+    spec.naming === '2023' ? `${spec.id}-${SUFFIX_2023[role]}.nii.gz` : `${spec.id}_${role}.nii.gz`;
   return path.join(spec.dir, spec.id, name);
 }
 
