@@ -25,14 +25,6 @@ export interface CaseSlices {
   reference: Record<Modality, number>;
 }
 
-interface IntensityMap {
-  /** canvas value = ((raw × slope + inter) / reference) × 255, the paper's order of operations, so that the
-   * bytes match an independent numpy/MATLAB implementation exactly */
-  slope: number;
-  inter: number;
-  reference: number;
-}
-
 function rawRange(data: ArrayLike<number>): { min: number; max: number } {
   let min = Infinity;
   let max = -Infinity;
@@ -45,11 +37,10 @@ function rawRange(data: ArrayLike<number>): { min: number; max: number } {
 }
 
 /** The 99.5th percentile of the brain (value > 0), exact: a histogram for integer data, a sort for floats. */
-function brainPercentile(vol: NiftiVolume, slope: number, inter: number): number {
+function brainPercentile(vol: NiftiVolume, slope: number, inter: number, min: number, max: number): number {
   const { data } = vol;
   const isInteger = !(data instanceof Float32Array || data instanceof Float64Array);
   if (isInteger && slope > 0) {
-    const { min, max } = rawRange(data);
     if (max - min < 1 << 24) {
       const counts = new Float64Array(max - min + 1);
       let total = 0;
@@ -79,19 +70,91 @@ function brainPercentile(vol: NiftiVolume, slope: number, inter: number): number
   return sorted[Math.max(0, Math.ceil((PERCENTILE / 100) * sorted.length) - 1)]!;
 }
 
-function intensityMap(vol: NiftiVolume, scale: IntensityScale): IntensityMap {
-  const slope = vol.header.hasScaling ? vol.header.sclSlope : 1;
-  const inter = vol.header.hasScaling ? vol.header.sclInter : 0;
-  let reference: number;
-  if (scale === 'max') {
-    const { min, max } = rawRange(vol.data);
-    reference = Math.max(min * slope + inter, max * slope + inter);
-  } else {
-    reference = brainPercentile(vol, slope, inter);
+/**
+ * Maps stored voxel values to canvas values: ((raw × slope + inter) / reference) × 255, the paper's order of
+ * operations, so the bytes match an independent numpy/MATLAB implementation exactly. Integer data (all of BraTS)
+ * goes through a table over its value range, computed once per volume with that same expression: one lookup per
+ * voxel instead of a division.
+ */
+class VoxelScaler {
+  readonly reference: number;
+  private readonly slope: number;
+  private readonly inter: number;
+  private readonly divisor: number;
+  /** canvas value per raw value - tableMin, or undefined for float data / huge ranges */
+  readonly table?: Float64Array;
+  /** the same as bytes (MATLAB uint8 rounding) */
+  readonly byteTable?: Uint8Array;
+  readonly tableMin: number;
+
+  constructor(
+    readonly volume: NiftiVolume,
+    scale: IntensityScale,
+  ) {
+    this.slope = volume.header.hasScaling ? volume.header.sclSlope : 1;
+    this.inter = volume.header.hasScaling ? volume.header.sclInter : 0;
+    const { min, max } = rawRange(volume.data);
+    this.tableMin = min;
+    const reference =
+      scale === 'max'
+        ? Math.max(min * this.slope + this.inter, max * this.slope + this.inter)
+        : brainPercentile(volume, this.slope, this.inter, min, max);
+    this.reference = reference > 0 ? reference : 0;
+    // An empty volume maps to all zeros instead of NaN.
+    this.divisor = reference > 0 ? reference : Infinity;
+    if (reference <= 0) this.slope = this.inter = 0;
+    const integral = !(volume.data instanceof Float32Array || volume.data instanceof Float64Array);
+    if (integral && max - min < TABLE_MAX_ENTRIES) {
+      this.table = new Float64Array(max - min + 1);
+      this.byteTable = new Uint8Array(max - min + 1);
+      for (let k = 0; k < this.table.length; k++) {
+        this.table[k] = this.valueOf(k + min);
+        this.byteTable[k] = toByte(this.table[k]!);
+      }
+    }
   }
-  // An empty volume (reference 0) maps to all zeros instead of NaN.
-  return reference > 0 ? { slope, inter, reference } : { slope: 0, inter: 0, reference: Infinity };
+
+  valueOf(raw: number): number {
+    return ((raw * this.slope + this.inter) / this.divisor) * 255;
+  }
+
+  /** Canvas values of `count` voxels from `src[start]` into `dst[at]`. */
+  values(start: number, count: number, dst: Float64Array, at: number): void {
+    const src = this.volume.data;
+    const { table, tableMin } = this;
+    if (table) {
+      for (let i = 0; i < count; i++) dst[at + i] = table[src[start + i]! - tableMin]!;
+    } else {
+      for (let i = 0; i < count; i++) dst[at + i] = this.valueOf(src[start + i]!);
+    }
+  }
+
+  /** Rounded bytes of `count` voxels from `src[start]` into `dst` with a stride (an NHWC channel). */
+  bytes(start: number, count: number, dst: Uint8Array, at: number, stride: number): void {
+    const src = this.volume.data;
+    const { byteTable, tableMin } = this;
+    if (byteTable) {
+      for (let i = 0; i < count; i++) dst[at + i * stride] = byteTable[src[start + i]! - tableMin]!;
+    } else {
+      for (let i = 0; i < count; i++) dst[at + i * stride] = toByte(this.valueOf(src[start + i]!));
+    }
+  }
+
+  /** How many of `count` voxels from `start` exceed `threshold` on the canvas scale. */
+  countAbove(start: number, count: number, threshold: number): number {
+    const src = this.volume.data;
+    let n = 0;
+    if (this.table) {
+      const { table, tableMin } = this;
+      for (let i = 0; i < count; i++) if (table[src[start + i]! - tableMin]! > threshold) n++;
+    } else {
+      for (let i = 0; i < count; i++) if (this.valueOf(src[start + i]!) > threshold) n++;
+    }
+    return n;
+  }
 }
+
+const TABLE_MAX_ENTRIES = 1 << 20;
 
 /** MATLAB's uint8(): round half away from zero, saturate — what the paper's PNGs hold. */
 function toByte(value: number): number {
@@ -101,70 +164,84 @@ function toByte(value: number): number {
 export function sliceCase(loaded: LoadedCase, preset: SlicePreset, scale: IntensityScale): CaseSlices {
   const [width, height, depth] = loaded.dims;
   const plane = width * height;
-  const maps = {} as Record<Modality, IntensityMap>;
-  const reference = {} as Record<Modality, number>;
-  for (const m of IMAGE_CHANNELS) {
-    maps[m] = intensityMap(loaded.images[m], scale);
-    reference[m] = Number.isFinite(maps[m].reference) ? maps[m].reference : 0;
-  }
+  const scalers = IMAGE_CHANNELS.map((m) => new VoxelScaler(loaded.images[m], scale));
+  const reference = Object.fromEntries(IMAGE_CHANNELS.map((m, c) => [m, scalers[c]!.reference])) as Record<
+    Modality,
+    number
+  >;
 
   // Keep rule on the padded canvas: padding is zero, so counting over the source slice is the same.
-  const t1 = loaded.images.t1.data;
-  const { slope: t1Slope, inter: t1Inter, reference: t1Reference } = maps.t1;
   // For BraTS's 240×240 grid this is the paper's 15 % of 256²; other grids scale it by their area, so that a
   // small test grid keeps the same anatomy a full-size one would.
   const keepAbove = KEEP_FRACTION * CANVAS_SIZE * CANVAS_SIZE * (plane / (BRATS_GRID * BRATS_GRID));
+  const t1 = scalers[IMAGE_CHANNELS.indexOf('t1')]!;
   const kept: number[] = [];
   for (let z = 0; z < depth; z++) {
-    let bright = 0;
-    const base = z * plane;
-    for (let i = 0; i < plane; i++) {
-      if (((t1[base + i]! * t1Slope + t1Inter) / t1Reference) * 255 > KEEP_INTENSITY) bright++;
-    }
-    if (bright > keepAbove) kept.push(z);
+    if (t1.countAbove(z * plane, plane, KEEP_INTENSITY) > keepAbove) kept.push(z);
   }
 
   const size = preset.size;
   const factor = CANVAS_SIZE / size;
-  if (!Number.isInteger(factor))
+  if (!Number.isInteger(factor)) {
     throw new Error(`preset ${preset.name}: ${CANVAS_SIZE} is not a multiple of ${size}`);
+  }
   const channels = SLICE_CHANNELS.length;
   const out = new Uint8Array(kept.length * size * size * channels);
   // Centre the source grid on the 256 canvas (240 → 8 px each side); larger grids are centre-cropped.
   const offX = Math.floor((CANVAS_SIZE - width) / 2);
   const offY = Math.floor((CANVAS_SIZE - height) / 2);
-  const canvas = new Float64Array(CANVAS_SIZE * CANVAS_SIZE);
-  const labelCanvas = new Uint8Array(CANVAS_SIZE * CANVAS_SIZE);
   const x0 = Math.max(0, offX);
   const x1 = Math.min(CANVAS_SIZE, width + offX);
   const y0 = Math.max(0, offY);
   const y1 = Math.min(CANVAS_SIZE, height + offY);
+  const rowLength = x1 - x0;
+  const canvas = new Float64Array(CANVAS_SIZE * CANVAS_SIZE);
+  const labelCanvas = new Uint8Array(CANVAS_SIZE * CANVAS_SIZE);
+  const labels = loaded.labels;
+  const seg = channels - 1;
 
-  kept.forEach((z, n) => {
+  for (let n = 0; n < kept.length; n++) {
     const sliceBase = n * size * size * channels;
-    const zBase = z * plane;
-    IMAGE_CHANNELS.forEach((m, c) => {
-      const src = loaded.images[m].data;
-      const { slope, inter, reference: ref } = maps[m];
-      canvas.fill(0);
-      for (let y = y0; y < y1; y++) {
-        const srcRow = zBase + (y - offY) * width - offX;
-        const dstRow = y * CANVAS_SIZE;
-        for (let x = x0; x < x1; x++) canvas[dstRow + x] = ((src[srcRow + x]! * slope + inter) / ref) * 255;
+    const zBase = kept[n]! * plane;
+    const sourceIndex = (y: number) => zBase + (y - offY) * width + (x0 - offX);
+    if (factor === 1) {
+      // The paper preset: the canvas is the output, padding is already zero.
+      for (let c = 0; c < scalers.length; c++) {
+        for (let y = y0; y < y1; y++) {
+          scalers[c]!.bytes(
+            sourceIndex(y),
+            rowLength,
+            out,
+            sliceBase + (y * size + x0) * channels + c,
+            channels,
+          );
+        }
       }
+      if (labels) {
+        for (let y = y0; y < y1; y++) {
+          const src = sourceIndex(y);
+          const dst = sliceBase + (y * size + x0) * channels + seg;
+          for (let i = 0; i < rowLength; i++)
+            out[dst + i * channels] = ANNOTATION_OF_CANONICAL[labels[src + i]!]!;
+        }
+      }
+      continue;
+    }
+    for (let c = 0; c < scalers.length; c++) {
+      canvas.fill(0);
+      for (let y = y0; y < y1; y++)
+        scalers[c]!.values(sourceIndex(y), rowLength, canvas, y * CANVAS_SIZE + x0);
       writeImageChannel(canvas, out, sliceBase, c, channels, size, factor);
-    });
+    }
     labelCanvas.fill(0);
-    if (loaded.labels) {
-      const labels = loaded.labels;
+    if (labels) {
       for (let y = y0; y < y1; y++) {
-        const srcRow = zBase + (y - offY) * width - offX;
-        const dstRow = y * CANVAS_SIZE;
-        for (let x = x0; x < x1; x++) labelCanvas[dstRow + x] = labels[srcRow + x]!;
+        const src = sourceIndex(y);
+        labelCanvas.set(labels.subarray(src, src + rowLength), y * CANVAS_SIZE + x0);
       }
     }
-    writeLabelChannel(labelCanvas, out, sliceBase, channels - 1, channels, size, factor);
-  });
+    writeLabelChannel(labelCanvas, out, sliceBase, seg, channels, size, factor);
+  }
   return { z: kept, data: out, reference };
 }
 
