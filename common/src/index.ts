@@ -4,3 +4,4 @@ export * from './slices/index.js';
 export * from './imaging/index.js';
 export * from './phantom/index.js';
 export * from './ml/weights/index.js';
+export * from './ml/metrics/index.js';
