@@ -1,0 +1,2 @@
+// Seeded, label-safe augmentation of segmentation batches.
+export * from './augment.js';
