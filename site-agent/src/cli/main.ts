@@ -4,6 +4,10 @@ import { registerInspectCommand } from './commands/inspect.command.js';
 import { registerPhantomCommand } from './commands/phantom.command.js';
 import { registerSlicesCommand } from './commands/slices.command.js';
 import { registerDemoCommand } from './commands/demo.command.js';
+import { registerCoordinatorCommand } from './commands/coordinator.command.js';
+import { registerAdminCommand } from './commands/admin.command.js';
+import { registerSegmenterCommands } from './commands/segmenter.commands.js';
+import { registerDoctorCommand } from './commands/doctor.command.js';
 import { UsageError } from './cli-errors.js';
 
 export function buildProgram(): Command {
@@ -14,7 +18,11 @@ export function buildProgram(): Command {
   registerPhantomCommand(program);
   registerInspectCommand(program);
   registerSlicesCommand(program);
+  registerSegmenterCommands(program);
   registerDemoCommand(program);
+  registerDoctorCommand(program);
+  registerCoordinatorCommand(program);
+  registerAdminCommand(program);
   return program;
 }
 

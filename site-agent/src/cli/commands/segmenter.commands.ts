@@ -1,0 +1,183 @@
+// `fedsynth train-seg` and `fedsynth eval-seg`: a segmenter trained on slices in worker threads, and measured
+// per subject on held-out real cases (Dice and HD95 per label and BraTS region).
+import type { Command } from 'commander';
+import os from 'node:os';
+import { parseBackendPreference } from '@fedsynth/common/ml/backend/index';
+import { evaluateSegmenterModel, trainSegmenter } from '@fedsynth/common/ml/jobs/index';
+import type { MetricsSummary } from '@fedsynth/common/ml/metrics/index';
+import { StderrProgress } from '@fedsynth/common/util/progress';
+import { parseInteger, UsageError } from '../cli-errors.js';
+
+interface TrainOptions {
+  model: string;
+  data: string;
+  profile: string;
+  steps: string;
+  out: string;
+  batch: string;
+  workers: string;
+  seed: string;
+  checkpointEvery: string;
+  resume?: boolean;
+  augment: boolean;
+  backend?: string;
+  json?: boolean;
+}
+
+interface EvalOptions {
+  model: string;
+  data: string;
+  split?: string;
+  backend?: string;
+  json?: boolean;
+}
+
+export function formatSummary(summary: MetricsSummary): string {
+  const rows = [['', 'Dice mean', 'HD95 mean (mm)', 'Dice median']];
+  const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : String(n));
+  for (const [name, v] of Object.entries(summary.mean.labels)) {
+    rows.push([
+      name,
+      fmt(v.dice),
+      fmt(v.hd95),
+      fmt(summary.median.labels[name as keyof typeof summary.median.labels].dice),
+    ]);
+  }
+  for (const [name, v] of Object.entries(summary.mean.regions)) {
+    const shown = name === 'ETr' ? 'ET (region)' : name;
+    rows.push([
+      shown,
+      fmt(v.dice),
+      fmt(v.hd95),
+      fmt(summary.median.regions[name as keyof typeof summary.median.regions].dice),
+    ]);
+  }
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(12) : c.padStart(15))).join('')).join('\n');
+}
+
+export function registerSegmenterCommands(program: Command): void {
+  program
+    .command('train-seg')
+    .description(
+      'train a U-Net or Swin segmenter on slices, in worker threads (progress, checkpoints, resume)',
+    )
+    .requiredOption(
+      '--data <path>',
+      'slice store (.fss) or folder of BraTS cases (sliced with the matching preset)',
+    )
+    .requiredOption('--out <dir>', 'model folder: model.weights, model.json, checkpoints/')
+    .option('--model <name>', 'unet | swin', 'unet')
+    .option('--profile <name>', 'paper (256², GPU) | cpu (64²) | tiny (32², tests)', 'cpu')
+    .option('--steps <n>', 'optimizer steps', '1000')
+    .option('--batch <n>', 'global batch size (split over the workers)', '8')
+    .option(
+      '--workers <n>',
+      'data-parallel worker threads',
+      String(Math.max(1, Math.min(os.availableParallelism(), 4))),
+    )
+    .option('--seed <n>', 'seed of init, sampling and augmentation', '1')
+    .option('--checkpoint-every <n>', 'steps between checkpoints (0: only at the end)', '100')
+    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints')
+    .option('--no-augment', 'train without the nnU-Net augmentation')
+    .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu')
+    .option('--json', 'print the model card as JSON')
+    .action(async (opts: TrainOptions) => {
+      if (opts.model !== 'unet' && opts.model !== 'swin')
+        throw new UsageError(`--model must be unet or swin, got "${opts.model}"`);
+      if (!['paper', 'cpu', 'tiny'].includes(opts.profile)) {
+        throw new UsageError(`--profile must be paper, cpu or tiny, got "${opts.profile}"`);
+      }
+      const backend = opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined;
+      const steps = parseInteger('--steps', opts.steps, 1);
+      const progress = new StderrProgress('train-seg', 'steps');
+      const abort = new AbortController();
+      const onSignal = () => {
+        process.stderr.write(
+          '\ntrain-seg: stopping after this step; a checkpoint is kept (continue with --resume)\n',
+        );
+        abort.abort();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const { card, dir } = await trainSegmenter({
+          model: opts.model,
+          profile: opts.profile as 'paper' | 'cpu' | 'tiny',
+          data: opts.data,
+          out: opts.out,
+          steps,
+          batchSize: parseInteger('--batch', opts.batch, 1),
+          workers: parseInteger('--workers', opts.workers, 1),
+          seed: parseInteger('--seed', opts.seed),
+          checkpointEvery: parseInteger('--checkpoint-every', opts.checkpointEvery),
+          resume: opts.resume,
+          augmentation: opts.augment ? 'nnunet' : 'none',
+          backend,
+          signal: abort.signal,
+          onProgress: (p) =>
+            progress.update(
+              p.step,
+              p.steps,
+              `loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s lr ${p.lr.toExponential(2)}`,
+            ),
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        progress.finish();
+        if (opts.json) console.log(JSON.stringify(card, null, 2));
+        else {
+          console.log(
+            `${dir}: ${card.architecture.name} trained ${card.steps} steps${card.cancelled ? ' (cancelled: --resume continues)' : ''} ` +
+              `on ${card.trainedOn.trainSlices} slices of ${card.trainedOn.trainSubjects} subjects in ${card.trainingSeconds.toFixed(0)} s ` +
+              `(${card.workers} workers on ${card.backend.name}); final loss ${card.finalLoss.toFixed(4)}`,
+          );
+        }
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+
+  program
+    .command('eval-seg')
+    .description(
+      'measure a trained segmenter per subject: Dice and HD95 per label (ET, ED, NCR) and region (WT, TC, ET)',
+    )
+    .requiredOption('--model <dir>', 'model folder written by train-seg (or a .weights file)')
+    .requiredOption('--data <path>', 'folder of held-out BraTS cases, or a slice store (its test subjects)')
+    .option('--split <name>', 'test | train | all (default: all for a folder, test for a store)')
+    .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu')
+    .option('--json', 'print per-subject and mean metrics as JSON')
+    .action(async (opts: EvalOptions) => {
+      if (opts.split !== undefined && !['test', 'train', 'all'].includes(opts.split)) {
+        throw new UsageError(`--split must be test, train or all, got "${opts.split}"`);
+      }
+      const progress = new StderrProgress('eval-seg', 'subjects');
+      const result = await evaluateSegmenterModel({
+        model: opts.model,
+        data: opts.data,
+        split: opts.split as 'test' | 'train' | 'all' | undefined,
+        backend: opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined,
+        onProgress: (done, total, subject) => progress.update(done, total, subject),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      progress.finish();
+      if (opts.json) {
+        console.log(
+          JSON.stringify(
+            {
+              architecture: result.architecture,
+              store: result.store,
+              perSubject: result.perSubject,
+              summary: result.summary,
+              unlabelled: result.unlabelled,
+            },
+            null,
+            2,
+          ),
+        );
+      } else {
+        console.log(`${result.architecture.name} on ${result.summary.subjects} subjects (${result.store}):`);
+        console.log(formatSummary(result.summary));
+      }
+    });
+}
