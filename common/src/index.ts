@@ -5,3 +5,4 @@ export * from './imaging/index.js';
 export * from './phantom/index.js';
 export * from './ml/weights/index.js';
 export * from './ml/metrics/index.js';
+export * from './ml/training/index.js';
