@@ -147,9 +147,19 @@ export class GradientExchange {
    * Publishes this worker's loss and image count, waits for every worker's gradient, averages this worker's chunk
    * (weighted by images: the mean gradient of the global batch), runs `beforeRelease` (worker 0 writes its STOP
    * decision there), and waits until every chunk is done. The result is then identical in every worker.
+   * `length`: reduce only the first `length` values of the slots (a multi-phase task's phase vector); every
+   * worker must pass the same.
    */
-  reduce(loss: number, images: number, beforeRelease?: () => void): ReduceOutcome {
+  reduce(
+    loss: number,
+    images: number,
+    beforeRelease?: () => void,
+    length: number = this.parameterCount,
+  ): ReduceOutcome {
     const { stats, workers } = this;
+    if (!(Number.isSafeInteger(length) && length >= 0 && length <= this.parameterCount)) {
+      throw new Error(`gradient exchange: cannot reduce ${length} of ${this.parameterCount} values`);
+    }
     stats[this.workerIndex * STATS_PER_WORKER] = loss;
     stats[this.workerIndex * STATS_PER_WORKER + 1] = images;
     let t0 = this.now();
@@ -165,7 +175,7 @@ export class GradientExchange {
       weights[worker] = totalImages > 0 ? stats[worker * STATS_PER_WORKER + 1] / totalImages : 1 / workers;
       meanLoss += weights[worker] * stats[worker * STATS_PER_WORKER];
     }
-    const [start, end] = chunkOf(this.parameterCount, workers, this.workerIndex);
+    const [start, end] = chunkOf(length, workers, this.workerIndex);
     const result = this.result;
     const first = this.slots[0];
     const w0 = weights[0];

@@ -135,4 +135,26 @@ describe('checkpoint store', () => {
       'notes.txt',
     ]);
   });
+
+  it('stores an optional EMA blob beside the others, verifies it on load and prunes it with its checkpoint', async () => {
+    const dir = tempCheckpointDir();
+    const store = new CheckpointStore(dir);
+    for (const step of [1, 2, 3])
+      await store.save(content(step), blob(step, 1), blob(step, 2), blob(step, 3));
+    assert.deepEqual(
+      readdirSync(dir)
+        .filter((name) => name.endsWith('.ema'))
+        .sort(),
+      ['ckpt-000000002.ema', 'ckpt-000000003.ema'],
+    );
+    const loaded = await store.load(3);
+    assert.deepEqual(loaded.ema, blob(3, 3));
+    assert.equal(loaded.meta.ema!.bytes, blob(3, 3).byteLength);
+    writeFileSync(path.join(dir, 'ckpt-000000003.ema'), 'damaged');
+    const latest = await store.loadLatest();
+    assert.equal(latest!.meta.step, 2, 'a damaged EMA blob fails its checkpoint');
+    // Without an EMA nothing changes.
+    await store.save(content(4), blob(4, 1), blob(4, 2));
+    assert.equal((await store.load(4)).ema, undefined);
+  });
 });

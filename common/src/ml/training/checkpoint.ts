@@ -1,6 +1,7 @@
 // Checkpoints of a training run in its checkpointDir: per step N three files
 //   ckpt-00000000N.weights    the model (fedsynth-weights blob, architecture from the model)
 //   ckpt-00000000N.optimizer  the optimizer state (fedsynth-weights blob, see encodeOptimizerState)
+//   ckpt-00000000N.ema        optional: exponential moving averages of weights (G_ema), fedsynth-weights blob
 //   ckpt-00000000N.json       step, seed, spec hash, losses so far, the blobs' sizes and sha256
 // Every file is written to a temporary name, flushed and renamed; the JSON is renamed last, so it is the commit:
 // a checkpoint without its JSON never existed. Only the newest `keep` (2) checkpoints are kept; loading falls back
@@ -98,11 +99,13 @@ export interface CheckpointMeta {
   createdAt: string;
   weights: CheckpointFileRef;
   optimizer: CheckpointFileRef;
+  /** Present when the run keeps an EMA of weights. */
+  ema?: CheckpointFileRef;
 }
 
 export type CheckpointContent = Omit<
   CheckpointMeta,
-  'format' | 'version' | 'createdAt' | 'weights' | 'optimizer'
+  'format' | 'version' | 'createdAt' | 'weights' | 'optimizer' | 'ema'
 >;
 
 export interface LoadedCheckpoint {
@@ -111,6 +114,7 @@ export interface LoadedCheckpoint {
   path: string;
   weights: Buffer;
   optimizer: Buffer;
+  ema?: Buffer;
 }
 
 export class CheckpointError extends Error {
@@ -120,7 +124,7 @@ export class CheckpointError extends Error {
   }
 }
 
-const NAME = /^ckpt-(\d{9})\.(json|weights|optimizer)$/;
+const NAME = /^ckpt-(\d{9})\.(json|weights|optimizer|ema)$/;
 const TEMP_MARK = '.tmp-';
 
 function baseName(step: number): string {
@@ -164,7 +168,12 @@ export class CheckpointStore {
   }
 
   /** Writes a checkpoint atomically, then prunes to the newest `keep`. Returns the JSON's path. */
-  async save(content: CheckpointContent, weights: Uint8Array, optimizer: Uint8Array): Promise<string> {
+  async save(
+    content: CheckpointContent,
+    weights: Uint8Array,
+    optimizer: Uint8Array,
+    ema?: Uint8Array,
+  ): Promise<string> {
     if (!Number.isSafeInteger(content.step) || content.step < 0) {
       throw new CheckpointError(`checkpoint: bad step ${content.step}`);
     }
@@ -177,9 +186,11 @@ export class CheckpointStore {
       createdAt: this.now().toISOString(),
       weights: { file: `${base}.weights`, bytes: weights.byteLength, sha256: sha256(weights) },
       optimizer: { file: `${base}.optimizer`, bytes: optimizer.byteLength, sha256: sha256(optimizer) },
+      ...(ema && { ema: { file: `${base}.ema`, bytes: ema.byteLength, sha256: sha256(ema) } }),
     };
     await this.writeAtomic(meta.weights.file, weights);
     await this.writeAtomic(meta.optimizer.file, optimizer);
+    if (ema && meta.ema) await this.writeAtomic(meta.ema.file, ema);
     await this.writeAtomic(`${base}.json`, Buffer.from(`${JSON.stringify(meta, null, 1)}\n`, 'utf8'));
     await this.fs.syncDir(this.dir);
     await this.prune();
@@ -256,7 +267,13 @@ export class CheckpointStore {
       }
       return data;
     };
-    return { meta, path: jsonPath, weights: await read(meta.weights), optimizer: await read(meta.optimizer) };
+    return {
+      meta,
+      path: jsonPath,
+      weights: await read(meta.weights),
+      optimizer: await read(meta.optimizer),
+      ...(meta.ema && { ema: await read(meta.ema) }),
+    };
   }
 
   /** The newest checkpoint that verifies, or undefined when there is none; damaged ones are logged and skipped. */

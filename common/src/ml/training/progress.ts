@@ -1,5 +1,15 @@
 // Progress of a run as the main thread reports it: rates and ETA over a sliding window of recent steps.
 
+/** One phase of a step of a multi-phase task, averaged over the workers. */
+export interface PhaseProgress {
+  loss: number;
+  /** Images behind the phase's loss (over all workers). */
+  images: number;
+  lr: number;
+  /** The phase's declared metrics. */
+  metrics: Record<string, number>;
+}
+
 export interface TrainingProgress {
   /** Steps completed (of the whole job, counting steps done before a resume). */
   step: number;
@@ -18,6 +28,11 @@ export interface TrainingProgress {
   etaMs: number;
   /** Worker 0's own time for the step (compute, all-reduce, update). */
   stepMs: number;
+  /**
+   * Multi-phase tasks: every phase that ran in this step (lazy phases appear only on their steps), in order.
+   * `loss`, `lr` and `images` above are the loss phase's.
+   */
+  phases?: Record<string, PhaseProgress>;
 }
 
 export interface StepReport {
@@ -26,6 +41,7 @@ export interface StepReport {
   images: number;
   lr: number;
   stepMs: number;
+  phases?: Record<string, PhaseProgress>;
 }
 
 export class ProgressTracker {
@@ -62,6 +78,7 @@ export class ProgressTracker {
       elapsedMs: now - this.sessionStart,
       etaMs: Math.max(this.steps - report.step, 0) * msPerStep,
       stepMs: report.stepMs,
+      ...(report.phases && { phases: report.phases }),
     };
   }
 }

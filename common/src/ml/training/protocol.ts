@@ -2,6 +2,7 @@
 // gradient path (that is shared memory, see allreduce.ts): workers report, the main thread supervises.
 import type { BackendCandidate, BackendDevice } from '../backend/index.js';
 
+import type { PhaseProgress } from './progress.js';
 import type { TrainingSpec } from './spec.js';
 
 export interface WorkerInit {
@@ -10,7 +11,7 @@ export interface WorkerInit {
   /** The control block (see allreduce.ts). */
   control: SharedArrayBuffer;
   /** State to continue from (every worker gets the same bytes). */
-  resume?: { step: number; weights: Uint8Array; optimizer: Uint8Array };
+  resume?: { step: number; weights: Uint8Array; optimizer: Uint8Array; ema?: Uint8Array };
 }
 
 export interface StartMessage {
@@ -63,6 +64,8 @@ export type WorkerToMain =
       weightsChecksum: string;
       numTensors: number;
       startStep: number;
+      /** Floats of the gradient exchange's slots: the longest phase vector (gradients + metrics). */
+      exchangeLength: number;
       backend: BackendSummary;
       architecture: { name: string; config: Record<string, unknown> };
     }
@@ -74,6 +77,8 @@ export type WorkerToMain =
       images: number;
       lr: number;
       stepMs: number;
+      /** Multi-phase tasks: the phases that ran in the step, in order. */
+      phases?: Record<string, PhaseProgress>;
     }
   | {
       type: 'checkpoint';
@@ -82,6 +87,8 @@ export type WorkerToMain =
       step: number;
       weights: Uint8Array;
       optimizer: Uint8Array;
+      /** The EMA shadows (fedsynth-weights blob), when the task keeps an EMA. */
+      ema?: Uint8Array;
     }
   | {
       type: 'finished';

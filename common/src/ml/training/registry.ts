@@ -24,16 +24,104 @@ export interface TaskContext {
 export interface TaskInit {
   /** The replica. Its variables are trained (all of them; a gradient the task leaves out counts as zero). */
   model: TrainableModel;
-  /** The optimizer the task wants (spec.optimizer overrides it). */
-  optimizer: OptimizerSpec;
+  /**
+   * One phase per step (the classic task): the optimizer the task wants for all of the model's variables
+   * (spec.optimizer overrides it). Give either this or `phases`.
+   */
+  optimizer?: OptimizerSpec;
+  /**
+   * Several optimizer phases per step (GANs: D, then lazy R1, then G): run in this order, each computed by
+   * computePhase, all-reduced over the workers and applied by its own optimizer before the next phase starts
+   * (so G's phase sees the D just updated). Give either this or `optimizer`.
+   */
+  phases?: PhaseSpec[];
+  /** Phase whose loss is the run's `loss` (progress, losses, checkpoints); must run every step. Default: the first. */
+  lossPhase?: string;
+  /** Exponential moving averages of some variables (G_ema), kept in every worker, checkpointed, returned. */
+  ema?: EmaSpec;
+  /**
+   * Non-trained state variables (e.g. StyleGAN2's path-length mean) that the runtime checkpoints and restores with
+   * the optimizer state, and includes in the replica checksums. The task must update them identically in every
+   * worker: from values every worker shares, such as the averaged metrics afterPhase receives.
+   */
+  buffers?: Record<string, tf.Variable>;
+}
+
+/** One optimizer phase of a multi-phase task. */
+export interface PhaseSpec {
+  /** Unique among the task's phases (letters, digits, _ . -), e.g. 'D', 'Dreg', 'G', 'Greg'. */
+  name: string;
+  /**
+   * Names of the model variables this phase trains: its gradients and nothing else (the all-reduced vector is
+   * these, in name order). May be omitted with shareOptimizerWith (then that phase's).
+   */
+  variables?: readonly string[];
+  /** This phase's own optimizer. */
+  optimizer?: OptimizerSpec;
+  /**
+   * Use the optimizer (state included) of this earlier phase instead of an own one, over the same variables:
+   * StyleGAN2's Dmain and Dreg update D with one Adam. Every application counts as one optimizer step.
+   */
+  shareOptimizerWith?: string;
+  /**
+   * Run only on steps where step % every === offset (lazy regularisation: R1 every 16, path length every 4;
+   * StyleGAN2 runs them at step 0, k, 2k, ...). Decided from the step alone, so every worker skips the phase and
+   * its all-reduce together. Default every 1, offset 0.
+   */
+  every?: number;
+  offset?: number;
+  /**
+   * Names of the scalar metrics computePhase returns for this phase; they are averaged over the workers (weighted
+   * by images, like the loss) and reported in progress. Undeclared metrics are an error.
+   */
+  metrics?: readonly string[];
+}
+
+/** True when `phase` runs at `step` (the runtime's rule, exported for tasks and tests). */
+export function phaseRunsAt(phase: Pick<PhaseSpec, 'every' | 'offset'>, step: number): boolean {
+  const every = phase.every ?? 1;
+  return step % every === (phase.offset ?? 0);
+}
+
+/**
+ * An exponential moving average of model variables, updated after every step's phases in every worker:
+ * shadow ← β·shadow + (1 − β)·variable, starting from the initial values (StyleGAN's G_ema). The shadows are saved
+ * in checkpoints (ckpt-N.ema) and returned as TrainingResult.emaWeightsBlob.
+ */
+export interface EmaSpec {
+  /** Model variable names to average. */
+  variables: readonly string[];
+  /**
+   * β per step: a constant, or StyleGAN2's rule from a half-life in images: halfLife = min(halfLifeImages,
+   * rampup · imagesSeen) when rampup is given, β = 0.5^(batchSize / halfLife); imagesSeen = step · batchSize.
+   */
+  beta: number | { halfLifeImages: number; rampup?: number };
+  /** The EMA blob's architecture (default: the model's): e.g. the generator's own, so it loads into a generator. */
+  architecture?: { name: string; config: Record<string, unknown> };
+  /** Removed from the names in the EMA blob (e.g. 'G/' so the blob has the generator's own variable names). */
+  stripPrefix?: string;
+}
+
+/** β of the EMA update at 0-based `step` (see EmaSpec.beta). */
+export function emaBetaAt(beta: EmaSpec['beta'], step: number, batchSize: number): number {
+  if (typeof beta === 'number') return beta;
+  let halfLife = beta.halfLifeImages;
+  if (beta.rampup !== undefined) halfLife = Math.min(halfLife, step * batchSize * beta.rampup);
+  return Math.pow(0.5, batchSize / Math.max(halfLife, 1e-8));
 }
 
 export interface StepBatch extends BatchPart {
   /**
-   * Identical in every worker for this step (derived from seed and step): to draw one global batch of
-   * globalSize and take [offset, offset + count) of it, which makes the run independent of the worker count.
+   * Identical in every worker for this step (derived from seed and step; per phase for multi-phase tasks): to draw
+   * one global batch of globalSize and take [offset, offset + count) of it, which makes the run independent of the
+   * worker count.
    */
   sharedRng: Rng;
+  /**
+   * Identical in every worker and, unlike sharedRng, a fresh copy of the same stream in every phase of the step:
+   * draw the step's real batch from it so all phases of a step see the same reals (as StyleGAN2's loop does).
+   */
+  stepSharedRng: Rng;
 }
 
 export interface LossAndGrads {
@@ -45,16 +133,45 @@ export interface LossAndGrads {
   images: number;
 }
 
+export interface PhaseResult extends LossAndGrads {
+  /** The phase's declared metrics (PhaseSpec.metrics) for this worker's images. */
+  metrics?: Record<string, number>;
+}
+
+/** What afterPhase gets: the phase's values averaged over all workers (identical in every worker). */
+export interface PhaseOutcome {
+  loss: number;
+  images: number;
+  metrics: Record<string, number>;
+  lr: number;
+}
+
 export interface TrainingTask<Config extends object = Record<string, unknown>> {
   /** Builds the replica (called once per worker, after backend selection). */
   init(spec: TrainingSpec<Config>, ctx: TaskContext): TaskInit | Promise<TaskInit>;
   /** Loads this worker's part of the data (after init; a resumed run calls it too). */
   loadShard(workerIndex: number, workerCount: number): void | Promise<void>;
   /**
-   * Samples this worker's batch and returns the loss and gradients. `rng` is derived from (seed, step, worker), so
-   * a resumed run draws exactly what an uninterrupted one would. Must not keep tensors across steps.
+   * Single-phase tasks: samples this worker's batch and returns the loss and gradients. `rng` is derived from
+   * (seed, step, worker), so a resumed run draws exactly what an uninterrupted one would. Must not keep tensors
+   * across steps.
    */
-  computeLossAndGrads(step: number, rng: Rng, batch: StepBatch): LossAndGrads | Promise<LossAndGrads>;
+  computeLossAndGrads?(step: number, rng: Rng, batch: StepBatch): LossAndGrads | Promise<LossAndGrads>;
+  /**
+   * Multi-phase tasks: one phase of one step on this worker's part of the batch; gradients only for the phase's
+   * variables. `rng` derives from (seed, step, phase, worker). Must not keep tensors across calls.
+   */
+  computePhase?(
+    phase: Readonly<PhaseSpec>,
+    step: number,
+    rng: Rng,
+    batch: StepBatch,
+  ): PhaseResult | Promise<PhaseResult>;
+  /**
+   * After a phase's all-reduce and update, in every worker, with the averaged outcome: where a task updates its
+   * buffers (identically everywhere).
+   */
+  afterPhase?(phase: Readonly<PhaseSpec>, step: number, outcome: PhaseOutcome): void;
   /** Frees the task's own tensors (the runtime disposes the model). */
   dispose?(): void;
 }

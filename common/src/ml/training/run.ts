@@ -123,7 +123,10 @@ export interface TrainingResult {
   losses: number[];
   /** The final weights (fedsynth-weights blob). */
   weightsBlob: Buffer;
+  /** The optimizer state: one optimizer's (single-phase tasks) or every phase's and the task's buffers. */
   optimizerBlob: Buffer;
+  /** The EMA shadows as their own fedsynth-weights blob (architecture and names per the task's EmaSpec). */
+  emaWeightsBlob?: Buffer;
   /** JSON of the newest checkpoint written (undefined when none was written). */
   checkpointPath: string | undefined;
   /** This session's wall time. */
@@ -307,7 +310,14 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
         }
         case 'checkpoint':
           if (message.reason === 'final') final = message;
-          else this.queueSave(message.step, message.weights, message.optimizer, losses, elapsed, 'interval');
+          else
+            this.queueSave(
+              message.step,
+              { weights: message.weights, optimizer: message.optimizer, ema: message.ema },
+              losses,
+              elapsed,
+              'interval',
+            );
           break;
         case 'finished':
           slot.finished = message;
@@ -337,6 +347,7 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
               step: startStep,
               weights: new Uint8Array(resume.weights),
               optimizer: new Uint8Array(resume.optimizer),
+              ...(resume.ema && { ema: new Uint8Array(resume.ema) }),
             },
           }),
         };
@@ -375,7 +386,7 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
       );
       const exchange =
         spec.workers > 1
-          ? new SharedArrayBuffer(exchangeBufferBytes(reference.parameterCount, spec.workers))
+          ? new SharedArrayBuffer(exchangeBufferBytes(reference.exchangeLength, spec.workers))
           : undefined;
       tracker = new ProgressTracker(spec.steps, sessionStart, this.clock.now());
       for (const slot of this.slots) slot.handle.post({ type: 'start', ...(exchange && { exchange }) });
@@ -399,8 +410,17 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
         final!.optimizer.byteOffset,
         final!.optimizer.byteLength,
       );
+      const emaWeightsBlob = final!.ema
+        ? Buffer.from(final!.ema.buffer, final!.ema.byteOffset, final!.ema.byteLength)
+        : undefined;
       if (this.lastSaved?.step !== completed && (!cancelled || (this.options.checkpointOnCancel ?? true))) {
-        this.queueSave(completed, weightsBlob, optimizerBlob, losses, elapsed, 'final');
+        this.queueSave(
+          completed,
+          { weights: weightsBlob, optimizer: optimizerBlob, ema: emaWeightsBlob },
+          losses,
+          elapsed,
+          'final',
+        );
         await this.writes;
       }
       if (this.failure) throw this.failure.error;
@@ -412,6 +432,7 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
         losses: losses.slice(0, completed),
         weightsBlob,
         optimizerBlob,
+        ...(emaWeightsBlob && { emaWeightsBlob }),
         checkpointPath: this.lastSaved?.path,
         elapsedMs: this.clock.now() - sessionStart,
         totalElapsedMs: elapsed(),
@@ -527,8 +548,7 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
 
   private queueSave(
     step: number,
-    weights: Uint8Array,
-    optimizer: Uint8Array,
+    blobs: { weights: Uint8Array; optimizer: Uint8Array; ema?: Uint8Array },
     losses: number[],
     elapsed: () => number,
     reason: 'interval' | 'final',
@@ -544,7 +564,7 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
     };
     this.writes = this.writes.then(async () => {
       try {
-        const path = await this.store.save(content, weights, optimizer);
+        const path = await this.store.save(content, blobs.weights, blobs.optimizer, blobs.ema);
         this.lastSaved = { step, path };
       } catch (error) {
         this.fail(

@@ -1,7 +1,8 @@
 // One data-parallel training worker: selects the backend, imports the task modules, builds its replica, then
-// runs the steps. Per step: the task's loss and gradients on this worker's part of the global batch, the shared
-// memory all-reduce (allreduce.ts), the same optimizer update as every other worker (so replicas stay
-// bit-identical), and, from worker 0 only, progress and checkpoints for the main thread.
+// runs the steps. Per step and per phase (one for a classic task; D, Dreg, G, ... for a GAN, see phases.ts): the
+// task's loss and gradients on this worker's part of the global batch, the shared memory all-reduce
+// (allreduce.ts), the same optimizer update as every other worker (so replicas stay bit-identical); then the EMA
+// shadows; and, from worker 0 only, progress and checkpoints for the main thread.
 import { createHash } from 'node:crypto';
 
 import * as tf from '@tensorflow/tfjs';
@@ -29,16 +30,30 @@ import {
   STEP_FINISHED,
   STEP_INITIALISING,
 } from './allreduce.js';
+import { learningRateAt } from './optimizers.js';
 import {
-  createOptimizer,
-  decodeOptimizerState,
-  encodeOptimizerState,
-  learningRateAt,
-  type Optimizer,
-} from './optimizers.js';
+  buildPhaseSetup,
+  describePhases,
+  encodeSetupState,
+  loadSetupState,
+  parameterLayout,
+  type ParameterLayout,
+  type PhaseSetup,
+  type RuntimePhase,
+} from './phases.js';
+import type { PhaseProgress } from './progress.js';
 import type { MainToWorker, TensorCounts, WorkerInit, WorkerTiming, WorkerToMain } from './protocol.js';
-import { createTrainingTask, type TrainingTask } from './registry.js';
+import {
+  createTrainingTask,
+  emaBetaAt,
+  phaseRunsAt,
+  type PhaseOutcome,
+  type PhaseResult,
+  type TrainingTask,
+} from './registry.js';
 import { batchPartition, trainingSpecHash } from './spec.js';
+
+export { parameterLayout, type ParameterLayout } from './phases.js';
 
 export interface WorkerPort {
   post(message: WorkerToMain, transfer?: ArrayBuffer[]): void;
@@ -51,43 +66,14 @@ export interface WorkerDeps {
   now(): number;
 }
 
-/** The variables in exchange order (sorted by name) with their offsets in the flat gradient vector. */
-export interface ParameterLayout {
-  names: string[];
-  shapes: number[][];
-  offsets: number[];
-  sizes: number[];
-  total: number;
-  /** Position of each name in `names`. */
-  index: Map<string, number>;
-}
-
-export function parameterLayout(variables: Record<string, tf.Variable>): ParameterLayout {
-  const names = Object.keys(variables).sort();
-  const layout: ParameterLayout = {
-    names,
-    shapes: [],
-    offsets: [],
-    sizes: [],
-    total: 0,
-    index: new Map(names.map((name, position) => [name, position])),
-  };
-  for (const name of names) {
-    const variable = variables[name];
-    if (variable.dtype !== 'float32') {
-      throw new Error(`variable "${name}" is ${variable.dtype}; only float32 variables can be trained`);
-    }
-    layout.shapes.push([...variable.shape]);
-    layout.offsets.push(layout.total);
-    layout.sizes.push(variable.size);
-    layout.total += variable.size;
-  }
-  return layout;
-}
-
-function layoutHash(layout: ParameterLayout): string {
+function layoutHash(layout: ParameterLayout, setup: PhaseSetup): string {
   const described = layout.names.map((name, index) => [name, layout.shapes[index]]);
-  return createHash('sha256').update(JSON.stringify(described)).digest('hex');
+  const hash = createHash('sha256').update(JSON.stringify(described));
+  // The single-phase hash stays what it was; phases, EMA and buffers are part of a multi-phase task's layout.
+  if (!setup.legacy || setup.ema || Object.keys(setup.buffers).length > 0) {
+    hash.update(JSON.stringify(describePhases(setup)));
+  }
+  return hash.digest('hex');
 }
 
 /** sha256 over the variables' names and float bytes, in name order: equal iff the replicas are bit-identical. */
@@ -98,6 +84,15 @@ export function weightsChecksum(variables: Record<string, tf.Variable>): string 
     hash.update(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
   }
   return hash.digest('hex');
+}
+
+/** weightsChecksum of the model, extended over the EMA shadows and the task's buffers when there are any. */
+function replicaChecksum(variables: Record<string, tf.Variable>, setup: PhaseSetup): string {
+  const model = weightsChecksum(variables);
+  const buffers = Object.keys(setup.buffers).length > 0 ? weightsChecksum(setup.buffers) : '';
+  const ema = setup.ema ? weightsChecksum(setup.ema.shadows) : '';
+  if (!buffers && !ema) return model;
+  return createHash('sha256').update(`${model}/${buffers}/${ema}`).digest('hex');
 }
 
 /** An ArrayBuffer holding exactly `blob`'s bytes, for a zero-copy transfer. */
@@ -119,7 +114,7 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
   let currentStep = STEP_INITIALISING;
   let task: TrainingTask<object> | undefined;
   let model: TrainableModel | undefined;
-  let optimizer: Optimizer | undefined;
+  let setup: PhaseSetup | undefined;
   try {
     const choice = await deps.selectBackend({
       prefer: spec.backend ?? 'auto',
@@ -146,8 +141,7 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
       log,
     });
     model = created.model;
-    const optimizerSpec = spec.optimizer ?? created.optimizer;
-    optimizer = createOptimizer(optimizerSpec, model.variables);
+    setup = buildPhaseSetup(created, task, spec.optimizer);
     let startStep = 0;
     if (init.resume) {
       const decoded = decodeWeights(init.resume.weights, `checkpoint weights (step ${init.resume.step})`);
@@ -158,16 +152,12 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
         );
       }
       assignWeights(model.variables, decoded.tensors);
-      const state = decodeOptimizerState(
-        init.resume.optimizer,
-        `checkpoint optimizer (step ${init.resume.step})`,
-      );
-      if (state.step !== init.resume.step) {
-        throw new Error(
-          `checkpoint optimizer state is at step ${state.step}, the checkpoint at ${init.resume.step}`,
-        );
+      loadSetupState(setup, init.resume.optimizer, init.resume.step);
+      if (setup.ema) {
+        if (!init.resume.ema)
+          throw new Error(`the checkpoint at step ${init.resume.step} has no EMA weights`);
+        setup.ema.load(init.resume.ema, `checkpoint EMA weights (step ${init.resume.step})`);
       }
-      optimizer.loadState(state);
       startStep = init.resume.step;
     }
     await task.loadShard(workerIndex, workers);
@@ -177,10 +167,11 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
       type: 'ready',
       worker: workerIndex,
       parameterCount: layout.total,
-      layoutHash: layoutHash(layout),
-      weightsChecksum: weightsChecksum(model.variables),
+      layoutHash: layoutHash(layout, setup),
+      weightsChecksum: replicaChecksum(model.variables, setup),
       numTensors: tensors.atStart,
       startStep,
+      exchangeLength: setup.exchangeLength,
       backend: {
         name: choice.name,
         candidate: choice.candidate,
@@ -198,7 +189,7 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
       workers > 1
         ? new GradientExchange(
             start.exchange!,
-            layout.total,
+            setup.exchangeLength,
             workers,
             workerIndex,
             new SharedBarrier(control, workers),
@@ -217,8 +208,22 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
         architecture: model!.architecture,
         provenance,
       });
-      const state = encodeOptimizerState(optimizer!.state(), { provenance });
-      return { weights: ownBuffer(weights), optimizer: ownBuffer(state) };
+      const state = encodeSetupState(setup!, completed, provenance);
+      const ema = setup!.ema?.encode(provenance);
+      return {
+        weights: ownBuffer(weights),
+        optimizer: ownBuffer(state),
+        ...(ema && { ema: ownBuffer(ema) }),
+      };
+    };
+    const postCheckpoint = (reason: 'interval' | 'final', completed: number) => {
+      const { weights, optimizer, ema } = blobs(completed);
+      const transfer = [weights.buffer as ArrayBuffer, optimizer.buffer as ArrayBuffer];
+      if (ema) transfer.push(ema.buffer as ArrayBuffer);
+      port.post(
+        { type: 'checkpoint', reason, step: completed, weights, optimizer, ...(ema && { ema }) },
+        transfer,
+      );
     };
 
     const timing: WorkerTiming = {
@@ -238,72 +243,116 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
       setWorkerStep(control, workerIndex, step);
       const t0 = deps.now();
       const stepRng = stepRoot.fork(step);
-      const result = await task.computeLossAndGrads(step, stepRng.fork(`worker:${workerIndex}`), {
-        ...part,
-        sharedRng: stepRng.fork('shared'),
-      });
-      checkLossAndGrads(result.loss, result.grads, layout, step);
-      const t1 = deps.now();
-      timing.computeMs += t1 - t0;
+      let stop = false;
+      let primary: PhaseOutcome | undefined;
+      const reports: Record<string, PhaseProgress> = {};
+      for (const phase of setup.phases) {
+        if (!phaseRunsAt(phase.spec, step)) continue;
+        const tc = deps.now();
+        let result: PhaseResult;
+        if (setup.legacy) {
+          // The single-phase streams, exactly as before phases existed (resumes of older runs stay exact).
+          result = await task.computeLossAndGrads!(step, stepRng.fork(`worker:${workerIndex}`), {
+            ...part,
+            sharedRng: stepRng.fork('shared'),
+            stepSharedRng: stepRng.fork('shared'),
+          });
+        } else {
+          const phaseRng = stepRng.fork(`phase:${phase.name}`);
+          result = await task.computePhase!(phase.spec, step, phaseRng.fork(`worker:${workerIndex}`), {
+            ...part,
+            sharedRng: phaseRng.fork('shared'),
+            stepSharedRng: stepRng.fork('shared'),
+          });
+        }
+        checkPhaseResult(result, phase, setup.phases.length > 1, step);
+        const t1 = deps.now();
+        timing.computeMs += t1 - tc;
 
-      let grads: Record<string, tf.Tensor>;
-      let loss = result.loss;
-      let images = result.images;
-      let stop: boolean;
-      if (exchange) {
-        const slot = exchange.ownSlot;
-        layout.names.forEach((name, index) => {
-          const gradient = result.grads[name];
-          const offset = layout.offsets[index];
-          if (gradient) slot.set(gradient.dataSync() as Float32Array, offset);
-          else slot.fill(0, offset, offset + layout.sizes[index]);
-        });
-        tf.dispose(result.grads);
-        const t2 = deps.now();
-        const reduced = exchange.reduce(result.loss, result.images, () => {
-          if (workerIndex === 0) Atomics.store(control, CONTROL_STOP, Atomics.load(control, CONTROL_CANCEL));
-        });
-        const t3 = deps.now();
-        loss = reduced.loss;
-        images = reduced.images;
-        stop = Atomics.load(control, CONTROL_STOP) !== 0;
-        // Views, not copies: backends copy on write (wasm, tensorflow) or keep the view (cpu), and these tensors
-        // are consumed and disposed within this step, before this worker's next barrier lets anyone overwrite
-        // the result.
-        grads = {};
-        layout.names.forEach((name, index) => {
-          const offset = layout.offsets[index];
-          const values = exchange.result.subarray(offset, offset + layout.sizes[index]);
-          grads[name] = tf.tensor(values, layout.shapes[index]);
-        });
-        timing.copyMs += t2 - t1 + (deps.now() - t3);
-        timing.reduceMs += reduced.reduceMs;
-        timing.waitMs += reduced.waitMs;
-      } else {
-        grads = result.grads;
-        stop = Atomics.load(control, CONTROL_CANCEL) !== 0;
+        const { layout } = phase;
+        let grads: Record<string, tf.Tensor>;
+        let outcome: Omit<PhaseOutcome, 'lr'>;
+        if (exchange) {
+          const slot = exchange.ownSlot;
+          layout.names.forEach((name, index) => {
+            const gradient = result.grads[name];
+            const offset = layout.offsets[index];
+            if (gradient) slot.set(gradient.dataSync() as Float32Array, offset);
+            else slot.fill(0, offset, offset + layout.sizes[index]);
+          });
+          phase.metrics.forEach((metric, index) => {
+            slot[layout.total + index] = result.metrics![metric];
+          });
+          tf.dispose(result.grads);
+          const t2 = deps.now();
+          const reduced = exchange.reduce(
+            result.loss,
+            result.images,
+            () => {
+              if (workerIndex === 0)
+                Atomics.store(control, CONTROL_STOP, Atomics.load(control, CONTROL_CANCEL));
+            },
+            layout.total + phase.metrics.length,
+          );
+          const t3 = deps.now();
+          stop = Atomics.load(control, CONTROL_STOP) !== 0;
+          // Views, not copies: backends copy on write (wasm, tensorflow) or keep the view (cpu), and these
+          // tensors are consumed and disposed within this phase, before this worker's next barrier lets anyone
+          // overwrite the result (slots of every phase share one stride, so no phase's slot overlaps a result).
+          grads = {};
+          layout.names.forEach((name, index) => {
+            const offset = layout.offsets[index];
+            const values = exchange.result.subarray(offset, offset + layout.sizes[index]);
+            grads[name] = tf.tensor(values, layout.shapes[index]);
+          });
+          const metrics: Record<string, number> = {};
+          phase.metrics.forEach((metric, index) => {
+            metrics[metric] = exchange.result[layout.total + index];
+          });
+          outcome = { loss: reduced.loss, images: reduced.images, metrics };
+          timing.copyMs += t2 - t1 + (deps.now() - t3);
+          timing.reduceMs += reduced.reduceMs;
+          timing.waitMs += reduced.waitMs;
+        } else {
+          grads = result.grads;
+          stop = Atomics.load(control, CONTROL_CANCEL) !== 0;
+          outcome = { loss: result.loss, images: result.images, metrics: { ...result.metrics } };
+        }
+
+        const t4 = deps.now();
+        const lr = learningRateAt(phase.optimizerSpec, step, spec.steps);
+        try {
+          phase.optimizer.apply(grads, lr);
+        } finally {
+          tf.dispose(grads);
+        }
+        timing.optimizerMs += deps.now() - t4;
+        const full: PhaseOutcome = { ...outcome, lr };
+        task.afterPhase?.(phase.spec, step, full);
+        reports[phase.name] = full;
+        if (phase === setup.lossPhase) primary = full;
       }
-
-      const t4 = deps.now();
-      const lr = learningRateAt(optimizerSpec, step, spec.steps);
-      try {
-        optimizer.apply(grads, lr);
-      } finally {
-        tf.dispose(grads);
+      if (setup.ema) {
+        const t6 = deps.now();
+        setup.ema.update(emaBetaAt(setup.ema.spec.beta, step, spec.batchSize));
+        timing.optimizerMs += deps.now() - t6;
       }
       const t5 = deps.now();
-      timing.optimizerMs += t5 - t4;
       timing.steps += 1;
       completed = step + 1;
       if (step === startStep) tensors.afterFirstStep = tf.memory().numTensors;
       if (workerIndex === 0) {
-        port.post({ type: 'progress', step: completed, loss, images, lr, stepMs: t5 - t0 });
+        port.post({
+          type: 'progress',
+          step: completed,
+          loss: primary!.loss,
+          images: primary!.images,
+          lr: primary!.lr,
+          stepMs: t5 - t0,
+          ...(!setup.legacy && { phases: reports }),
+        });
         if (spec.checkpointEvery > 0 && completed % spec.checkpointEvery === 0 && completed < spec.steps) {
-          const { weights, optimizer: state } = blobs(completed);
-          port.post({ type: 'checkpoint', reason: 'interval', step: completed, weights, optimizer: state }, [
-            weights.buffer as ArrayBuffer,
-            state.buffer as ArrayBuffer,
-          ]);
+          postCheckpoint('interval', completed);
         }
       }
       if (stop && completed < spec.steps) {
@@ -314,19 +363,13 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
 
     tensors.atEnd = tf.memory().numTensors;
     if (tensors.afterFirstStep < 0) tensors.afterFirstStep = tensors.atEnd;
-    if (workerIndex === 0) {
-      const { weights, optimizer: state } = blobs(completed);
-      port.post({ type: 'checkpoint', reason: 'final', step: completed, weights, optimizer: state }, [
-        weights.buffer as ArrayBuffer,
-        state.buffer as ArrayBuffer,
-      ]);
-    }
+    if (workerIndex === 0) postCheckpoint('final', completed);
     port.post({
       type: 'finished',
       worker: workerIndex,
       completedSteps: completed,
       cancelled,
-      weightsChecksum: weightsChecksum(model.variables),
+      weightsChecksum: replicaChecksum(model.variables, setup),
       tensors,
       timing,
     });
@@ -340,7 +383,7 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
   } finally {
     try {
       task?.dispose?.();
-      optimizer?.dispose();
+      setup?.dispose();
       model?.dispose();
     } catch {
       // The thread ends next; a failed disposal must not mask the report above.
@@ -348,27 +391,42 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
   }
 }
 
-function checkLossAndGrads(
-  loss: number,
-  grads: Record<string, tf.Tensor>,
-  layout: ParameterLayout,
-  step: number,
-): void {
-  if (typeof loss !== 'number' || !Number.isFinite(loss)) {
+function checkPhaseResult(result: PhaseResult, phase: RuntimePhase, multiPhase: boolean, step: number): void {
+  const { loss, grads, metrics } = result;
+  const fail = (message: string): never => {
     tf.dispose(grads);
-    throw new Error(`loss is ${loss} at step ${step} (diverged or a broken batch)`);
+    throw new Error(message);
+  };
+  const where = multiPhase ? ` in phase '${phase.name}'` : '';
+  if (typeof loss !== 'number' || !Number.isFinite(loss)) {
+    fail(`loss is ${loss}${where} at step ${step} (diverged or a broken batch)`);
   }
+  if (!(Number.isFinite(result.images) && result.images >= 0)) {
+    fail(`task returned ${result.images} images${where} at step ${step}`);
+  }
+  const { layout } = phase;
   for (const [name, gradient] of Object.entries(grads)) {
+    if (gradient === undefined) continue;
     const index = layout.index.get(name) ?? -1;
     const problem =
       index < 0
-        ? `a gradient for "${name}", which is not a model variable`
+        ? multiPhase
+          ? `a gradient for "${name}", which is not a variable of phase '${phase.name}'`
+          : `a gradient for "${name}", which is not a model variable`
         : gradient.shape.join(',') !== layout.shapes[index].join(',')
           ? `gradient "${name}" has shape [${gradient.shape}], the variable [${layout.shapes[index]}]`
           : undefined;
-    if (problem) {
-      tf.dispose(grads);
-      throw new Error(`task returned ${problem}`);
+    if (problem) fail(`task returned ${problem}`);
+  }
+  for (const metric of phase.metrics) {
+    const value = metrics?.[metric];
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      fail(`metric '${metric}'${where} is ${value} at step ${step}`);
+    }
+  }
+  for (const metric of Object.keys(metrics ?? {})) {
+    if (!phase.metrics.includes(metric)) {
+      fail(`task returned metric '${metric}'${where}, which the phase does not declare`);
     }
   }
 }
