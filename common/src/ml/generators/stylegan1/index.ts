@@ -1,0 +1,51 @@
+// StyleGAN 1: registers the 'stylegan1' GAN architecture (non-saturating loss + R1, style mixing) at import time.
+import { registerGanArchitecture } from '../gan/registry.js';
+import type { ProGanDiscriminator } from '../progan/index.js';
+import {
+  STYLEGAN1_NAME,
+  STYLEGAN1_PROFILES,
+  buildStyleGan1Discriminator,
+  buildStyleGan1Generator,
+  type StyleGan1Config,
+  type StyleGan1Generator,
+} from './stylegan1.js';
+
+export * from './stylegan1.js';
+
+export function buildStyleGan1(
+  config: StyleGan1Config,
+  seed: number,
+): { generator: StyleGan1Generator; discriminator: ProGanDiscriminator } {
+  const generator = buildStyleGan1Generator(config, seed);
+  try {
+    return { generator, discriminator: buildStyleGan1Discriminator(config, seed) };
+  } catch (error) {
+    generator.dispose();
+    throw error;
+  }
+}
+
+registerGanArchitecture<StyleGan1Config>(STYLEGAN1_NAME, {
+  build: buildStyleGan1,
+  buildGenerator: buildStyleGan1Generator,
+  profiles: STYLEGAN1_PROFILES,
+  loss: 'nonsaturating-r1',
+  options: {
+    // Official StyleGAN 1 (train.py at 256²): Adam lr 0.002, β1 0, β2 0.99, ε 1e-8 for both; R1 γ 10 in every D
+    // step; style mixing with probability 0.9; G_smoothing_kimg 10.
+    generatorOptimizer: { type: 'adamw', lr: 0.002, beta1: 0, beta2: 0.99, epsilon: 1e-8, weightDecay: 0 },
+    discriminatorOptimizer: {
+      type: 'adamw',
+      lr: 0.002,
+      beta1: 0,
+      beta2: 0.99,
+      epsilon: 1e-8,
+      weightDecay: 0,
+    },
+    r1Gamma: 10,
+    lazyRegInterval: 1,
+    styleMixingProbability: 0.9,
+    ema: { halfLifeImages: 10_000 },
+    mirror: true,
+  },
+});
