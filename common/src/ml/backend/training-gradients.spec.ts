@@ -34,6 +34,25 @@ describe('training gradients', () => {
     });
   }
 
+  // R1 and WGAN-GP differentiate gradients again: through a Tile on a rank-4 map the second derivative used to
+  // reach rank-8 binary ops, which XNNPACK (wasm) computes wrongly without an error.
+  it('the second derivative through a rank-4 Tile matches cpu on wasm', async () => {
+    const shape = [2, 3, 4, 5];
+    const reps = [2, 1, 3, 2];
+    const outShape = shape.map((d, i) => d * reps[i]!);
+    const inputs = { x: { shape, seed: 4 }, weights: { shape: outShape, seed: 5 } };
+    const compute = ({ x, weights }: Record<string, tf.Tensor>) => {
+      const inner = (t: tf.Tensor) =>
+        tf.sum(tf.square(tf.mul(tf.tile(tf.square(t), reps), weights as tf.Tensor)));
+      // d/dx of |d inner/dx|²: the gradient of a gradient, as in a gradient penalty
+      return tf.grad((t: tf.Tensor) => tf.sum(tf.square(tf.grad(inner)(t))))(x as tf.Tensor);
+    };
+    registerTrainingGradients();
+    const ours = await runOn('wasm', inputs, compute);
+    const reference = await runOn('cpu', inputs, compute);
+    assertClose(ours, reference, 'second derivative through tile');
+  });
+
   it('registers idempotently and puts the core gradient back', () => {
     const core = tf.getGradient('Tile');
     unregisterTrainingGradients();

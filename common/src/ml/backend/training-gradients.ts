@@ -12,20 +12,20 @@ interface FedsynthGradConfig extends tf.GradConfig {
 }
 
 export function tileGradient(dy: tf.Tensor, x: tf.Tensor, reps: readonly number[]): tf.Tensor {
-  // dy is [r0*d0, r1*d1, ...]; viewed as [r0, d0, r1, d1, ...] (unit repetitions left out) the copies of
-  // each element lie along the r axes.
-  const split: number[] = [];
-  const repeatAxes: number[] = [];
+  // Axis i of dy has r_i·d_i entries, the r_i copies outermost. Sum the copies one axis at a time through a
+  // rank-3 view [before, r_i, d_i·after]: never above rank 3, because XNNPACK (wasm) silently computes garbage
+  // for binary ops on rank ≥ 7 — which the second derivative of a rank-doubling reshape would reach (R1, GP).
+  let gradient = dy;
+  const shape = [...dy.shape];
   x.shape.forEach((size, i) => {
     const r = reps[i] ?? 1;
-    if (r > 1) {
-      repeatAxes.push(split.length);
-      split.push(r);
-    }
-    split.push(size);
+    if (r <= 1) return;
+    const before = shape.slice(0, i).reduce((a, b) => a * b, 1);
+    const after = shape.slice(i + 1).reduce((a, b) => a * b, 1);
+    gradient = tf.sum(tf.reshape(gradient, [before, r, size * after]), 1);
+    shape[i] = size;
   });
-  if (repeatAxes.length === 0) return tf.reshape(dy, x.shape);
-  return tf.reshape(tf.sum(tf.reshape(dy, split), repeatAxes), x.shape);
+  return tf.reshape(gradient, x.shape);
 }
 
 const TILE_GRADIENT: FedsynthGradConfig = {
