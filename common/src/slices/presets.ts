@@ -1,7 +1,7 @@
 // The paper's slice preprocessing (DESIGN.md step 2) and the smaller presets for CPU machines and tests.
 import type { Modality } from '../brats/modalities.js';
 
-export type SlicePresetName = 'paper' | 'cpu64' | 'cpu32';
+export type SlicePresetName = 'paper' | 'cpu64' | 'cpu32' | 'cpu16';
 /** max: volume ÷ its max × 255 (the paper); percentile: ÷ the 99.5th percentile of brain voxels, clipped. */
 export type IntensityScale = 'max' | 'percentile';
 
@@ -15,6 +15,8 @@ export const SLICE_PRESETS: Record<SlicePresetName, SlicePreset> = {
   paper: { name: 'paper', size: 256 },
   cpu64: { name: 'cpu64', size: 64 },
   cpu32: { name: 'cpu32', size: 32 },
+  /** for the generators' tiny test profiles */
+  cpu16: { name: 'cpu16', size: 16 },
 };
 
 export function isSlicePresetName(value: string): value is SlicePresetName {

@@ -92,7 +92,7 @@ describe('fedsynth CLI', () => {
   it('bad arguments exit 2 with a message naming the option', async () => {
     const bad = await fedsynth('slices', tmp, '--out', path.join(tmp, 'x.fss'), '--preset', 'huge');
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--preset must be paper, cpu64 or cpu32, got "huge"/);
+    assert.match(bad.stderr, /--preset must be paper, cpu64, cpu32 or cpu16, got "huge"/);
     const missing = await fedsynth('inspect', path.join(tmp, 'nothing-here'));
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /nothing-here/);

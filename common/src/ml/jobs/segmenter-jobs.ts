@@ -32,7 +32,8 @@ export function presetForInputSize(size: number): SlicePresetName {
   if (size === 256) return 'paper';
   if (size === 64) return 'cpu64';
   if (size === 32) return 'cpu32';
-  throw new Error(`no slice preset makes ${size}² slices (paper 256, cpu64 64, cpu32 32)`);
+  if (size === 16) return 'cpu16';
+  throw new Error(`no slice preset makes ${size}² slices (paper 256, cpu64 64, cpu32 32, cpu16 16)`);
 }
 
 function inputSizeOf(architecture: ModelArchitecture): number {

@@ -47,7 +47,8 @@ export function registerDemoCommand(program: Command): void {
     .option('--dims <WxHxD>', 'phantom grid (default 240x240x155)')
     .option('--json', 'print the summary as JSON')
     .action(async (opts: DemoOptions) => {
-      if (!isSlicePresetName(opts.preset)) throw new UsageError(`--preset must be paper, cpu64 or cpu32`);
+      if (!isSlicePresetName(opts.preset))
+        throw new UsageError(`--preset must be paper, cpu64, cpu32 or cpu16`);
       const started = Date.now();
       const runDir = path.resolve(opts.out ?? path.join('runs', timestamp()));
       const seed = parseInteger('--seed', opts.seed);

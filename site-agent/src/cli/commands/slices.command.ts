@@ -27,7 +27,7 @@ export function registerSlicesCommand(program: Command): void {
     )
     .argument('<data-dir>', 'folder of BraTS cases')
     .requiredOption('--out <file>', 'slice store to write (.fss)')
-    .option('--preset <name>', 'paper (256²) | cpu64 | cpu32', 'paper')
+    .option('--preset <name>', 'paper (256²) | cpu64 | cpu32 | cpu16', 'paper')
     .option(
       '--scale <mode>',
       'max (paper: volume ÷ max × 255) | percentile (÷ 99.5th percentile of the brain)',
@@ -43,7 +43,7 @@ export function registerSlicesCommand(program: Command): void {
     .option('--json', 'print the summary as JSON')
     .action(async (dataDir: string, opts: SlicesOptions) => {
       if (!isSlicePresetName(opts.preset))
-        throw new UsageError(`--preset must be paper, cpu64 or cpu32, got "${opts.preset}"`);
+        throw new UsageError(`--preset must be paper, cpu64, cpu32 or cpu16, got "${opts.preset}"`);
       if (opts.scale !== 'max' && opts.scale !== 'percentile') {
         throw new UsageError(`--scale must be max or percentile, got "${opts.scale}"`);
       }
