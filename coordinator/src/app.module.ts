@@ -8,11 +8,14 @@ import {
 import { APP_PIPE } from '@nestjs/core';
 import type { DestinationStream } from 'pino';
 import { AuthModule } from './auth/auth.module.js';
+import { BlobsModule } from './blobs/blobs.module.js';
 import type { CoordinatorConfig } from './config/coordinator-config.js';
 import type { Clock } from './core/clock.js';
 import { CoreModule } from './core/core.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { FederationModule } from './federation/federation.module.js';
 import { HealthModule } from './health/health.module.js';
+import { JobsModule } from './jobs/jobs.module.js';
 import { KeysModule } from './keys/keys.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
@@ -43,6 +46,9 @@ export class AppModule {
         HealthModule,
         AuthModule,
         SitesModule,
+        BlobsModule,
+        JobsModule,
+        FederationModule,
         ...(options.imports ?? []),
       ],
       providers: [{ provide: APP_PIPE, useValue: new StandardSchemaValidationPipe() }],

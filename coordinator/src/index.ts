@@ -49,3 +49,32 @@ export {
 export { SitesModule } from './sites/sites.module.js';
 export { SitesService } from './sites/sites.service.js';
 export { COORDINATOR_VERSION } from './version.js';
+export { BlobsModule } from './blobs/blobs.module.js';
+export { BlobsService, type BlobMeta, type LocalBlobOptions } from './blobs/blobs.service.js';
+export { BlobRecord, type BlobRecordView, toBlobRecordView } from './blobs/blob-record.entity.js';
+export { BLOB_STORE } from './blobs/blob-store.provider.js';
+export { JobsModule } from './jobs/jobs.module.js';
+export { JobsService, type EnqueueOptions, type JobFilter, type SweepResult } from './jobs/jobs.service.js';
+export { JobEvents, type JobEventMap, type QueuedReason } from './jobs/job-events.js';
+export {
+  ACTIVE_JOB_STATES,
+  JOB_STATES,
+  Job,
+  type JobInputRecord,
+  type JobResultRecord,
+  type JobState,
+  type JobView,
+  toJobView,
+} from './jobs/job.entity.js';
+export { DEFAULT_JOBS_OPTIONS, JOBS_OPTIONS, type JobsOptions } from './jobs/jobs.options.js';
+export { FederationModule } from './federation/federation.module.js';
+export { FederationGateway } from './federation/federation.gateway.js';
+export { SiteConnections } from './federation/site-connections.js';
+export { SiteSessionsService } from './federation/site-sessions.service.js';
+export { SiteSession } from './federation/site-session.entity.js';
+export { CoordinatorTransfers } from './federation/coordinator-transfers.js';
+export {
+  DEFAULT_FEDERATION_OPTIONS,
+  FEDERATION_OPTIONS,
+  type FederationOptions,
+} from './federation/federation.options.js';

@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'lease_lost'
   | 'declined'
   | 'unknown_transfer'
+  /** `blob:fetch` of a blob that is not an input of the job, or no longer stored */
+  | 'unknown_blob'
   /** `transfer:begin` for an id that exists with another size, hash, chunk size or kind */
   | 'transfer_conflict'
   | 'too_large'

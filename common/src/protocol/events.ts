@@ -6,11 +6,12 @@
 // | event              | direction   | payload                                          | ack (ok: true, ...)                          |
 // |--------------------|-------------|--------------------------------------------------|----------------------------------------------|
 // | site:hello         | site → coord| protocolVersion, agentVersion, capabilities      | protocolVersion, siteId, serverTime,         |
-// |                    |             | {backends, cores, memoryMb, gpus, jobKinds},     | heartbeatIntervalMs; 'protocol_mismatch'     |
-// |                    |             | dataset {cases, slices, train/test counts}       | when versions differ                         |
-// | heartbeat          | site → coord| seq, sentAt, activeJobs [{jobId, attempt}], load | serverTime                                   |
+// |                    |             | {backends, cores, memoryMb, gpus, jobKinds},     | heartbeatIntervalMs, jobs? [{jobId, attempt, |
+// |                    |             | dataset {cases, slices, train/test counts},      | action resume|done|abandon, leaseExpiresAt}] |
+// |                    |             | inFlight? [{jobId, attempt, state}]              | 'protocol_mismatch' when versions differ     |
+// | heartbeat          | site → coord| seq, sentAt, activeJobs [{jobId, attempt}], load | serverTime, leaseLost? [jobId]               |
 // | job:offer          | coord → site| job {id, kind, attempt, leaseExpiresAt, studyId, | {} = received; an error reply declines       |
-// |                    |             |      roundId, payload}                           |                                              |
+// |                    |             |      roundId, payload, inputs?}                  |                                              |
 // | job:accept         | site → coord| jobId, attempt                                   | jobId, attempt, leaseExpiresAt (the lease)   |
 // | job:progress       | site → coord| jobId, attempt, fraction, stage, message, metrics| jobId, attempt, leaseExpiresAt (renewed);    |
 // |                    |             |                                                  | 'lease_lost' = stop working on it            |
@@ -18,6 +19,8 @@
 // |                    |             | size}] (uploaded before by transfer), summary    |                                              |
 // | job:failed         | site → coord| jobId, attempt, code, message, retryable         | {}                                           |
 // | job:cancel         | coord → site| jobId, attempt, reason                           | {}                                           |
+// | blob:fetch         | site → coord| jobId, attempt, sha256 (one of the job's inputs) | transferId, blob, once the coordinator's     |
+// |                    |             |                                                  | transfer to the site has committed           |
 // | transfer:begin     | both        | transferId, kind, size, sha256, chunkSize, meta  | TransferStatus (idempotent; a different      |
 // |                    |             |                                                  | size/sha/chunkSize → 'transfer_conflict')    |
 // | transfer:chunk     | both        | transferId, index, bytes (binary ≤ 1 MiB),       | index, duplicate                             |
@@ -33,12 +36,16 @@
 import type * as z from 'zod';
 import type { Reply } from './errors.js';
 import {
+  type BlobFetch,
+  type BlobFetched,
   type ChunkAck,
   type CommitAck,
   type HeartbeatAck,
   type HelloAccepted,
   type LeaseGranted,
   type TransferStatus,
+  blobFetchReplySchema,
+  blobFetchSchema,
   chunkReplySchema,
   commitReplySchema,
   emptyReplySchema,
@@ -92,6 +99,7 @@ export interface SiteToServerEvents extends TransferEvents {
   'job:progress': (msg: JobProgress, ack: AckCallback<LeaseGranted>) => void;
   'job:result': (msg: JobResult, ack: AckCallback<Empty>) => void;
   'job:failed': (msg: JobFailed, ack: AckCallback<Empty>) => void;
+  'blob:fetch': (msg: BlobFetch, ack: AckCallback<BlobFetched>) => void;
 }
 
 export interface ServerToSiteEvents extends TransferEvents {
@@ -132,6 +140,7 @@ export const siteToServerSchemas = {
   'job:progress': jobProgressSchema,
   'job:result': jobResultSchema,
   'job:failed': jobFailedSchema,
+  'blob:fetch': blobFetchSchema,
 } satisfies PayloadSchemas<SiteToServerEvents>;
 
 /** The schema a site validates each incoming coordinator event with. */
@@ -150,6 +159,7 @@ export const siteToServerReplySchemas = {
   'job:progress': leaseReplySchema,
   'job:result': emptyReplySchema,
   'job:failed': emptyReplySchema,
+  'blob:fetch': blobFetchReplySchema,
 } satisfies ReplySchemas<SiteToServerEvents>;
 
 /** Schemas of the acks the coordinator receives for the events it sends. */

@@ -17,7 +17,15 @@ import {
 import { goodHello } from './protocol-spec-helpers.js';
 
 test('every event of both directions has a payload schema and an ack schema', () => {
-  const up = ['site:hello', 'heartbeat', 'job:accept', 'job:progress', 'job:result', 'job:failed'];
+  const up = [
+    'site:hello',
+    'heartbeat',
+    'job:accept',
+    'job:progress',
+    'job:result',
+    'job:failed',
+    'blob:fetch',
+  ];
   const down = ['job:offer', 'job:cancel'];
   const transfer = [
     'transfer:begin',
@@ -98,4 +106,58 @@ test('replies: ok with its fields, or the error shape', () => {
   assert.equal(commit.safeParse({ ok: true }).success, false);
   assert.equal(commit.safeParse({ ok: false }).success, false);
   assert.equal(commit.safeParse('ok').success, false);
+});
+
+test('additions for resuming and downloads: hello inFlight, ack jobs, job inputs, blob:fetch, leaseLost', () => {
+  const inFlight = [{ jobId: 'job-1', attempt: 2, state: 'uploading' }];
+  assert.equal(siteHelloSchema.safeParse({ ...goodHello, inFlight }).success, true);
+  assert.equal(siteHelloSchema.safeParse(goodHello).success, true, 'inFlight is optional');
+  assert.equal(
+    siteHelloSchema.safeParse({ ...goodHello, inFlight: [{ ...inFlight[0], state: 'paused' }] }).success,
+    false,
+  );
+  assert.equal(
+    siteHelloSchema.safeParse({ ...goodHello, inFlight: [{ ...inFlight[0], caseId: 'BraTS2021_00000' }] })
+      .success,
+    false,
+  );
+  const hello = siteToServerReplySchemas['site:hello'];
+  const ack = { ok: true, protocolVersion: 1, siteId: 's', serverTime: 1, heartbeatIntervalMs: 15000 };
+  assert.equal(hello.safeParse(ack).success, true, 'an older coordinator omits jobs');
+  assert.equal(
+    hello.safeParse({ ...ack, jobs: [{ jobId: 'job-1', attempt: 2, action: 'resume', leaseExpiresAt: 5 }] })
+      .success,
+    true,
+  );
+  assert.equal(
+    hello.safeParse({ ...ack, jobs: [{ jobId: 'job-1', attempt: 2, action: 'maybe' }] }).success,
+    false,
+  );
+  assert.equal(
+    siteToServerReplySchemas.heartbeat.safeParse({ ok: true, serverTime: 1, leaseLost: ['job-1'] }).success,
+    true,
+  );
+
+  const sha256 = 'c'.repeat(64);
+  const job = { id: 'job-1', kind: 'echo-upload', attempt: 1, leaseExpiresAt: 1, payload: { bytes: 10 } };
+  assert.equal(
+    jobOfferSchema.safeParse({ job: { ...job, inputs: [{ role: 'weights', sha256, size: 3 }] } }).success,
+    true,
+  );
+  assert.equal(
+    jobOfferSchema.safeParse({ job: { ...job, inputs: [{ role: 'weights', sha256, size: 3, path: '/x' }] } })
+      .success,
+    false,
+  );
+  const fetch = siteToServerSchemas['blob:fetch'];
+  assert.equal(fetch.safeParse({ jobId: 'job-1', attempt: 1, sha256 }).success, true);
+  assert.equal(fetch.safeParse({ jobId: 'job-1', attempt: 1, sha256: 'C'.repeat(64) }).success, false);
+  assert.equal(
+    siteToServerReplySchemas['blob:fetch'].safeParse({
+      ok: true,
+      transferId: 'dl-abcdef12',
+      blob: { sha256, size: 3 },
+    }).success,
+    true,
+  );
 });

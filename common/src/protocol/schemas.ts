@@ -59,7 +59,15 @@ export function replySchema<S extends z.ZodRawShape>(shape: S) {
 
 export const backendSchema = z.enum(['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu', 'onnxruntime-node']);
 
-export const jobKindSchema = z.enum(['train-generator', 'sample', 'train-round', 'evaluate', 'audit']);
+export const jobKindSchema = z.enum([
+  'train-generator',
+  'sample',
+  'train-round',
+  'evaluate',
+  'audit',
+  /** diagnostic: the site uploads N bytes derived from the payload (transport checks, throughput, tests) */
+  'echo-upload',
+]);
 export type JobKind = z.output<typeof jobKindSchema>;
 
 /** Counts only: never case or subject ids, paths or any per-case detail. */
@@ -72,6 +80,29 @@ export const datasetSummarySchema = z.strictObject({
   testSlices: count,
   preset: text(32).optional(),
 });
+
+/** How far the site got with a job it holds: its own view, for the coordinator's logs and reconciliation. */
+export const inFlightJobStateSchema = z.enum(['assigned', 'running', 'uploading', 'done', 'failed']);
+export const inFlightJobSchema = z.strictObject({
+  jobId: idSchema,
+  attempt: z.number().int().min(1),
+  state: inFlightJobStateSchema,
+});
+export type InFlightJob = z.output<typeof inFlightJobSchema>;
+
+/**
+ * The coordinator's answer about one reported in-flight job: 'resume' (the attempt still holds its lease, renewed
+ * to leaseExpiresAt: keep going, re-send a result not yet acknowledged), 'done' (the result was recorded: forget
+ * the job), 'abandon' (the attempt is void: stop and forget it).
+ */
+export const jobResumeActionSchema = z.enum(['resume', 'done', 'abandon']);
+export const jobResumeSchema = z.object({
+  jobId: idSchema,
+  attempt: z.number().int(),
+  action: jobResumeActionSchema,
+  leaseExpiresAt: epochMsSchema.optional(),
+});
+export type JobResume = z.output<typeof jobResumeSchema>;
 
 export const siteHelloSchema = z.strictObject({
   protocolVersion: z.number().int().positive(),
@@ -87,6 +118,11 @@ export const siteHelloSchema = z.strictObject({
     jobKinds: z.array(jobKindSchema).max(16),
   }),
   dataset: datasetSummarySchema,
+  /**
+   * Jobs this site holds from an earlier connection (a reconnect, or a restarted agent), so that the coordinator
+   * lets it resume them instead of starting over. The ack's `jobs` says, per job, what to do.
+   */
+  inFlight: z.array(inFlightJobSchema).max(64).optional(),
 });
 export type SiteHello = z.output<typeof siteHelloSchema>;
 
@@ -95,12 +131,15 @@ export const helloReplySchema = replySchema({
   siteId: idSchema,
   serverTime: epochMsSchema,
   heartbeatIntervalMs: z.number().int().positive(),
+  /** one entry per job of the hello's `inFlight` (absent when it had none) */
+  jobs: z.array(jobResumeSchema).max(64).optional(),
 });
 export type HelloAccepted = {
   protocolVersion: number;
   siteId: string;
   serverTime: number;
   heartbeatIntervalMs: number;
+  jobs?: JobResume[];
 };
 
 export const jobRefSchema = z.strictObject({ jobId: idSchema, attempt: z.number().int().min(1) });
@@ -112,10 +151,17 @@ export const heartbeatSchema = z.strictObject({
   load: z.strictObject({ cpu: z.number().min(0).max(1), rssMb: count }).optional(),
 });
 export type Heartbeat = z.output<typeof heartbeatSchema>;
-export const heartbeatReplySchema = replySchema({ serverTime: epochMsSchema });
-export type HeartbeatAck = { serverTime: number };
+export const heartbeatReplySchema = replySchema({
+  serverTime: epochMsSchema,
+  /** ids of `activeJobs` whose attempt no longer holds a lease: stop working on them */
+  leaseLost: z.array(idSchema).max(64).optional(),
+});
+export type HeartbeatAck = { serverTime: number; leaseLost?: string[] };
 
 // ---------------------------------------------------------------------------------------------- jobs
+
+export const jobInputSchema = z.strictObject({ role: text(64), sha256: sha256HexSchema, size: count });
+export type JobInput = z.output<typeof jobInputSchema>;
 
 export const jobSchema = z.strictObject({
   id: idSchema,
@@ -127,6 +173,8 @@ export const jobSchema = z.strictObject({
   roundId: idSchema.optional(),
   /** kind-specific parameters (validated by the job's handler) */
   payload: boundedRecord(z.json(), 128),
+  /** blobs the site may fetch from the coordinator for this job (`blob:fetch`), by content address */
+  inputs: z.array(jobInputSchema).max(1000).optional(),
 });
 export type Job = z.output<typeof jobSchema>;
 
@@ -194,6 +242,8 @@ export const transferKindSchema = z.enum([
   'global-weights',
   'segmenter',
   'audit-pool',
+  // site -> coordinator: any other output of a job (diagnostic jobs such as echo-upload)
+  'job-output',
 ]);
 export type TransferKind = z.output<typeof transferKindSchema>;
 
@@ -263,3 +313,19 @@ export type TransferStatus = {
 
 export const commitReplySchema = replySchema({ transferId: transferIdSchema, blob: blobRefSchema });
 export type CommitAck = { transferId: string; blob: { sha256: string; size: number } };
+
+// ---------------------------------------------------------------------------------------------- downloads
+
+/**
+ * A site asks for one of its job's inputs. The coordinator sends it as a transfer to the site (transfer id in the
+ * ack; the site's receiver answers the transfer events) and acks once the site has committed it. Asking again after
+ * a reconnect resumes the same transfer.
+ */
+export const blobFetchSchema = z.strictObject({
+  jobId: idSchema,
+  attempt: z.number().int().min(1),
+  sha256: sha256HexSchema,
+});
+export type BlobFetch = z.output<typeof blobFetchSchema>;
+export const blobFetchReplySchema = replySchema({ transferId: transferIdSchema, blob: blobRefSchema });
+export type BlobFetched = { transferId: string; blob: { sha256: string; size: number } };

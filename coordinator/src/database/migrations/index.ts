@@ -2,6 +2,8 @@
 // dialect, same timestamp); never edit one that has shipped.
 import { InitialSchemaPostgres1764115200000 } from './postgres/1764115200000-initial-schema.js';
 import { InitialSchemaSqlite1764115200000 } from './sqlite/1764115200000-initial-schema.js';
+import { FederationPostgres1764892800000 } from './postgres/1764892800000-federation.js';
+import { FederationSqlite1764892800000 } from './sqlite/1764892800000-federation.js';
 
-export const SQLITE_MIGRATIONS = [InitialSchemaSqlite1764115200000];
-export const POSTGRES_MIGRATIONS = [InitialSchemaPostgres1764115200000];
+export const SQLITE_MIGRATIONS = [InitialSchemaSqlite1764115200000, FederationSqlite1764892800000];
+export const POSTGRES_MIGRATIONS = [InitialSchemaPostgres1764115200000, FederationPostgres1764892800000];
