@@ -1,25 +1,11 @@
 // The fedsynth command line as a user runs it: a separate process, real files, exit codes and output.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { repoRoot, sharedDataFile } from '@fedsynth/common/testing/paths';
-
-const exec = promisify(execFile);
-const bin = path.join(repoRoot(), 'site-agent', 'bin', 'fedsynth.js');
-
-async function fedsynth(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [bin, ...args], { maxBuffer: 16 << 20 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { fedsynth } from '../support/cli.js';
+import { sharedDataFile } from '@fedsynth/common/testing/paths';
 
 describe('fedsynth CLI', () => {
   let tmp: string;

@@ -2,29 +2,14 @@
 // per-subject metrics on held-out phantom subjects. Tiny sizes; behaviour, not quality, is checked here
 // (the README records what the cpu profile reaches in 10 minutes).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { fedsynth } from '../support/cli.js';
 import { writePhantomSites } from '@fedsynth/common/phantom/index';
 import { buildSliceStore } from '@fedsynth/common/slices/index';
-import { repoRoot } from '@fedsynth/common/testing/paths';
 import { decodeWeights } from '@fedsynth/common/ml/weights/index';
-
-const exec = promisify(execFile);
-const bin = path.join(repoRoot(), 'site-agent', 'bin', 'fedsynth.js');
-
-async function fedsynth(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [bin, ...args], { maxBuffer: 32 << 20 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('train-seg and eval-seg', () => {
   let tmp: string;

@@ -1,7 +1,7 @@
 // The two things one does with a segmenter outside a federation: train it on a slice store (or a data folder,
 // sliced on the way) in worker threads, and measure it on held-out real subjects. The CLI and the coordinator
 // both call these.
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { buildSliceStore } from '../../slices/slice-pipeline.js';
 import { SliceStoreReader } from '../../slices/slice-store.js';
@@ -23,6 +23,7 @@ import {
 } from '../segmentation/segmenter-task.js';
 import { startTraining, type TrainingProgress, type TrainingResult } from '../training/index.js';
 import { assignWeights, decodeWeights } from '../weights/index.js';
+import { trainingSetOf, writeAtomic } from './job-files.js';
 
 export const MODEL_WEIGHTS_FILE = 'model.weights';
 export const MODEL_CARD_FILE = 'model.json';
@@ -124,10 +125,7 @@ export async function trainSegmenter(
       log: options.log,
     },
   );
-  const reader = await SliceStoreReader.open(store);
-  const trainSlices = reader.indicesOf('train', { labelledOnly: true }).length;
-  const trainSubjects = reader.meta.subjects.filter((s) => s.split === 'train' && s.labelled).length;
-  await reader.close();
+  const trainedOn = await trainingSetOf(store);
   const workers = options.workers ?? 2;
   const batchSize = options.batchSize ?? 8;
   const config: SegmenterTaskConfig = { architecture, store, augmentation: options.augmentation ?? 'nnunet' };
@@ -150,7 +148,7 @@ export async function trainSegmenter(
   const card: ModelCard = {
     format: 'fedsynth-model',
     architecture,
-    trainedOn: { store, trainSubjects, trainSlices },
+    trainedOn,
     steps: result.steps,
     batchSize,
     workers,
@@ -165,11 +163,6 @@ export async function trainSegmenter(
   await writeAtomic(path.join(out, MODEL_WEIGHTS_FILE), result.weightsBlob);
   await writeAtomic(path.join(out, MODEL_CARD_FILE), Buffer.from(JSON.stringify(card, null, 2)));
   return { card, dir: out };
-}
-
-async function writeAtomic(file: string, bytes: Buffer): Promise<void> {
-  await writeFile(`${file}.partial`, bytes);
-  await rename(`${file}.partial`, file);
 }
 
 export interface EvaluateSegmenterOptions {

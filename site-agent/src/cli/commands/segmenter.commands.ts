@@ -7,6 +7,7 @@ import { evaluateSegmenterModel, trainSegmenter } from '@fedsynth/common/ml/jobs
 import type { MetricsSummary } from '@fedsynth/common/ml/metrics/index';
 import { StderrProgress } from '@fedsynth/common/util/progress';
 import { parseInteger, UsageError } from '../cli-errors.js';
+import { stopOnSignal } from '../cli-signals.js';
 
 interface TrainOptions {
   model: string;
@@ -90,18 +91,9 @@ export function registerSegmenterCommands(program: Command): void {
       const backend = opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined;
       const steps = parseInteger('--steps', opts.steps, 1);
       const progress = new StderrProgress('train-seg', 'steps');
-      const abort = new AbortController();
-      const onSignal = () => {
-        process.stderr.write(
-          '\ntrain-seg: stopping after this step; a checkpoint is kept (continue with --resume)\n',
-        );
-        abort.abort();
-      };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      try {
-        const { card, dir } = await trainSegmenter({
-          model: opts.model,
+      const { card, dir } = await stopOnSignal('train-seg', (signal) =>
+        trainSegmenter({
+          model: opts.model as 'unet' | 'swin',
           profile: opts.profile as 'paper' | 'cpu' | 'tiny',
           data: opts.data,
           out: opts.out,
@@ -113,7 +105,7 @@ export function registerSegmenterCommands(program: Command): void {
           resume: opts.resume,
           augmentation: opts.augment ? 'nnunet' : 'none',
           backend,
-          signal: abort.signal,
+          signal,
           onProgress: (p) =>
             progress.update(
               p.step,
@@ -121,19 +113,16 @@ export function registerSegmenterCommands(program: Command): void {
               `loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s lr ${p.lr.toExponential(2)}`,
             ),
           log: (line) => process.stderr.write(`${line}\n`),
-        });
-        progress.finish();
-        if (opts.json) console.log(JSON.stringify(card, null, 2));
-        else {
-          console.log(
-            `${dir}: ${card.architecture.name} trained ${card.steps} steps${card.cancelled ? ' (cancelled: --resume continues)' : ''} ` +
-              `on ${card.trainedOn.trainSlices} slices of ${card.trainedOn.trainSubjects} subjects in ${card.trainingSeconds.toFixed(0)} s ` +
-              `(${card.workers} workers on ${card.backend.name}); final loss ${card.finalLoss.toFixed(4)}`,
-          );
-        }
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        }),
+      );
+      progress.finish();
+      if (opts.json) console.log(JSON.stringify(card, null, 2));
+      else {
+        console.log(
+          `${dir}: ${card.architecture.name} trained ${card.steps} steps${card.cancelled ? ' (cancelled: --resume continues)' : ''} ` +
+            `on ${card.trainedOn.trainSlices} slices of ${card.trainedOn.trainSubjects} subjects in ${card.trainingSeconds.toFixed(0)} s ` +
+            `(${card.workers} workers on ${card.backend.name}); final loss ${card.finalLoss.toFixed(4)}`,
+        );
       }
     });
 
