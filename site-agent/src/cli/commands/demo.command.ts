@@ -38,7 +38,7 @@ function timestamp(): string {
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run the data pipeline end to end on phantom sites (the federation itself is not built yet)')
+    .description('run the data pipeline end to end on phantom sites (studies are not built yet)')
     .option('--out <dir>', 'run folder (default runs/<timestamp>)')
     .option('--sites <n>', 'number of phantom sites', '3')
     .option('--cases <m>', 'phantom cases over all sites', '12')
@@ -56,7 +56,7 @@ export function registerDemoCommand(program: Command): void {
       const log = (line: string) => {
         if (!opts.json) console.log(line);
       };
-      log(`fedsynth demo — data pipeline on phantom sites (federation not built yet) -> ${runDir}`);
+      log(`fedsynth demo — data pipeline on phantom sites (studies not built yet) -> ${runDir}`);
 
       const phantomProgress = new StderrProgress('phantom', 'cases');
       const manifest = await writePhantomSites({
@@ -117,7 +117,7 @@ export function registerDemoCommand(program: Command): void {
       }
       const result = {
         runDir,
-        stage: 'data pipeline (phantom -> NIfTI -> checks -> slices); federation not built yet',
+        stage: 'data pipeline (phantom -> NIfTI -> checks -> slices); studies not built yet',
         preset: opts.preset,
         sites,
         totalCases: sites.reduce((a, s) => a + s.cases, 0),
