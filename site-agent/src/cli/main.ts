@@ -8,6 +8,8 @@ import { registerCoordinatorCommand } from './commands/coordinator.command.js';
 import { registerAdminCommand } from './commands/admin.command.js';
 import { registerSegmenterCommands } from './commands/segmenter.commands.js';
 import { registerDoctorCommand } from './commands/doctor.command.js';
+import { registerGeneratorCommands } from './commands/generator.commands.js';
+import { registerSiteCommand } from './commands/site.command.js';
 import { UsageError } from './cli-errors.js';
 
 export function buildProgram(): Command {
@@ -19,10 +21,12 @@ export function buildProgram(): Command {
   registerInspectCommand(program);
   registerSlicesCommand(program);
   registerSegmenterCommands(program);
+  registerGeneratorCommands(program);
   registerDemoCommand(program);
   registerDoctorCommand(program);
   registerCoordinatorCommand(program);
   registerAdminCommand(program);
+  registerSiteCommand(program);
   return program;
 }
 

@@ -1,1 +1,2 @@
 export * from './segmenter-jobs.js';
+export * from './generator-jobs.js';

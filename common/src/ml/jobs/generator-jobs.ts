@@ -1,0 +1,310 @@
+// Train a generator (Progressive GAN, StyleGAN 1/2/3 or the diffusion model) on a site's slices in worker
+// threads, and draw synthetic 5-channel slices from it. The CLI (train-gen, sample) and the site agent call these.
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { renderSliceGrid } from '../../imaging/slice-grid.js';
+import { ANNOTATION_OF_CANONICAL, SLICE_CHANNELS, type SlicePresetName } from '../../slices/presets.js';
+import { exportSliceStoreNifti } from '../../slices/slice-nifti-export.js';
+import { SliceStoreWriter } from '../../slices/slice-store.js';
+import { selectBackend, type BackendPreference } from '../backend/index.js';
+import {
+  buildDdpmFromArchitecture,
+  ddpmArchitecture,
+  sampleDdpm,
+  type DdpmProfile,
+} from '../generators/ddpm/index.js';
+import { DDPM_TASK_KIND, DDPM_TASK_MODULE, type DdpmTaskConfig } from '../generators/ddpm/ddpm-task.js';
+import { GAN_TASK_KIND, GAN_TASK_MODULE, type GanTaskConfig } from '../generators/gan/gan-task.js';
+import { ganConfig } from '../generators/gan/registry.js';
+import { loadGenerator } from '../generators/gan/registry.js';
+import { sampleGenerator } from '../generators/gan/sampling.js';
+import type { ModelArchitecture } from '../model.js';
+import { startTraining, type TrainingProgress, type TrainingResult } from '../training/index.js';
+import { assignWeights, decodeWeights } from '../weights/index.js';
+import { trainingSetOf, writeAtomic } from './job-files.js';
+import { presetForInputSize, resolveSliceStore } from './segmenter-jobs.js';
+
+export const GENERATOR_NAMES = ['progan', 'stylegan1', 'stylegan2', 'stylegan3', 'ddpm'] as const;
+export type GeneratorName = (typeof GENERATOR_NAMES)[number];
+export type GeneratorProfile = 'paper' | 'cpu' | 'tiny';
+/** What `sample` loads: the generator alone (the EMA copy for GANs and, when kept, for the diffusion model). */
+export const GENERATOR_WEIGHTS_FILE = 'generator.weights';
+/** Everything trained (GAN: G and D), for resuming elsewhere or FedAvg. */
+export const TRAINING_WEIGHTS_FILE = 'training.weights';
+export const GENERATOR_CARD_FILE = 'generator.json';
+
+const GAN_MODULES: Record<Exclude<GeneratorName, 'ddpm'>, string> = {
+  progan: new URL('../generators/progan/index.js', import.meta.url).href,
+  stylegan1: new URL('../generators/stylegan1/index.js', import.meta.url).href,
+  stylegan2: new URL('../generators/stylegan2/index.js', import.meta.url).href,
+  stylegan3: new URL('../generators/stylegan3/index.js', import.meta.url).href,
+};
+
+export function isGeneratorName(value: string): value is GeneratorName {
+  return (GENERATOR_NAMES as readonly string[]).includes(value);
+}
+
+async function ganArchitectureRecord(
+  name: Exclude<GeneratorName, 'ddpm'>,
+  profile: GeneratorProfile,
+): Promise<ModelArchitecture> {
+  await import(GAN_MODULES[name]);
+  return { name, config: ganConfig(name, { profile }) };
+}
+
+function imageSizeOf(architecture: ModelArchitecture): number {
+  const size = architecture.config.resolution ?? architecture.config.imageSize;
+  if (typeof size !== 'number') throw new Error(`${architecture.name}: architecture has no resolution`);
+  return size;
+}
+
+export interface TrainGeneratorOptions {
+  model: GeneratorName;
+  profile: GeneratorProfile;
+  /** slice store or folder of BraTS cases */
+  data: string;
+  out: string;
+  steps: number;
+  batchSize?: number;
+  workers?: number;
+  seed?: number;
+  checkpointEvery?: number;
+  resume?: boolean;
+  backend?: BackendPreference;
+  signal?: AbortSignal;
+  onProgress?: (progress: TrainingProgress) => void;
+  log?: (line: string) => void;
+}
+
+export interface GeneratorCard {
+  format: 'fedsynth-generator';
+  architecture: ModelArchitecture;
+  trainedOn: { store: string; trainSubjects: number; trainSlices: number };
+  steps: number;
+  batchSize: number;
+  workers: number;
+  seed: number;
+  finalLoss: number;
+  losses: number[];
+  trainingSeconds: number;
+  backend: TrainingResult['backend'];
+  cancelled: boolean;
+  /** whether generator.weights holds the moving-average copy */
+  ema: boolean;
+}
+
+export async function trainGenerator(
+  options: TrainGeneratorOptions,
+): Promise<{ card: GeneratorCard; dir: string }> {
+  const out = path.resolve(options.out);
+  await mkdir(out, { recursive: true });
+  const seed = options.seed ?? 1;
+  const isDiffusion = options.model === 'ddpm';
+  const architecture = isDiffusion
+    ? ddpmArchitecture((options.profile === 'tiny' ? 'tiny' : options.profile) as DdpmProfile)
+    : await ganArchitectureRecord(options.model as Exclude<GeneratorName, 'ddpm'>, options.profile);
+  const store = await resolveSliceStore(
+    options.data,
+    imageSizeOf(architecture),
+    path.join(out, 'slices.fss'),
+    {
+      seed,
+      log: options.log,
+    },
+  );
+  const trainedOn = await trainingSetOf(store);
+  const workers = options.workers ?? 2;
+  const batchSize = options.batchSize ?? 8;
+  const common = {
+    seed,
+    steps: options.steps,
+    batchSize,
+    checkpointEvery: options.checkpointEvery ?? 100,
+    checkpointDir: path.join(out, 'checkpoints'),
+    workers,
+    backend: options.backend,
+  };
+  // Generators learn (image, annotation) pairs: unlabelled subjects would teach tumours without labels.
+  const spec = isDiffusion
+    ? {
+        ...common,
+        kind: DDPM_TASK_KIND,
+        config: {
+          architecture,
+          store,
+          mirror: true,
+          labelledOnly: true,
+          ema: 0.999,
+        } satisfies DdpmTaskConfig,
+        taskModules: [DDPM_TASK_MODULE],
+      }
+    : {
+        ...common,
+        kind: GAN_TASK_KIND,
+        config: {
+          architecture: { name: architecture.name, config: architecture.config },
+          store,
+          subjects: 'labelled',
+          mirror: true,
+        } satisfies GanTaskConfig,
+        taskModules: [GAN_TASK_MODULE, GAN_MODULES[options.model as Exclude<GeneratorName, 'ddpm'>]],
+      };
+  const run = startTraining<object>(spec, {
+    onProgress: options.onProgress,
+    signal: options.signal,
+    resume: options.resume,
+    logger: options.log,
+  });
+  const result = await run.done;
+  const generatorBlob = result.emaWeightsBlob ?? result.weightsBlob;
+  const card: GeneratorCard = {
+    format: 'fedsynth-generator',
+    architecture,
+    trainedOn,
+    steps: result.steps,
+    batchSize,
+    workers,
+    seed,
+    finalLoss: result.finalLoss,
+    losses: result.losses,
+    trainingSeconds: result.totalElapsedMs / 1000,
+    backend: result.backend,
+    cancelled: result.cancelled,
+    ema: result.emaWeightsBlob !== undefined,
+  };
+  await writeAtomic(path.join(out, TRAINING_WEIGHTS_FILE), result.weightsBlob);
+  await writeAtomic(path.join(out, GENERATOR_WEIGHTS_FILE), generatorBlob);
+  await writeAtomic(path.join(out, GENERATOR_CARD_FILE), Buffer.from(JSON.stringify(card, null, 2)));
+  return { card, dir: out };
+}
+
+export interface SampleOptions {
+  /** folder written by train-gen, or a generator weights file */
+  model: string;
+  n: number;
+  /** slice store to write (.fss) */
+  out: string;
+  seed?: number;
+  /** GANs: truncation ψ (default 1 = none) */
+  truncationPsi?: number;
+  /** diffusion: DDIM steps (default 50); 0 = the full ancestral sampler */
+  ddimSteps?: number;
+  nifti?: string;
+  /** PNG grid of the first samples beside the store (default: out with .png) */
+  grid?: string | false;
+  backend?: BackendPreference;
+  log?: (line: string) => void;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface SampleResult {
+  out: string;
+  count: number;
+  size: number;
+  architecture: ModelArchitecture;
+  seconds: number;
+  nifti?: string;
+  grid?: string;
+  /** samples per canonical label present (a slice counts once per label it shows) */
+  labelPresence: { NCR: number; ED: number; ET: number };
+}
+
+export async function sampleFromGenerator(options: SampleOptions): Promise<SampleResult> {
+  const started = Date.now();
+  const weightsFile = options.model.endsWith('.weights')
+    ? options.model
+    : path.join(options.model, GENERATOR_WEIGHTS_FILE);
+  const blob = await readFile(weightsFile);
+  const { manifest, tensors } = decodeWeights(blob, weightsFile);
+  const architecture = manifest.architecture as ModelArchitecture;
+  await selectBackend({ prefer: options.backend, logger: options.log });
+  const seed = options.seed ?? 0;
+  const size = imageSizeOf(architecture);
+  let bytes: Uint8Array;
+  if (architecture.name === 'ddpm') {
+    const model = buildDdpmFromArchitecture(architecture, 0);
+    try {
+      assignWeights(model.variables, tensors);
+      const ddim = options.ddimSteps ?? 50;
+      bytes = await sampleDdpm(model, {
+        count: options.n,
+        seed,
+        sampler: ddim > 0 ? { method: 'ddim', steps: ddim } : { method: 'ancestral' },
+        onProgress: (p) => options.onProgress?.(p.images, p.count),
+      });
+    } finally {
+      model.dispose();
+    }
+  } else {
+    if (!(architecture.name in GAN_MODULES))
+      throw new Error(`${weightsFile}: not a generator (${architecture.name})`);
+    await import(GAN_MODULES[architecture.name as keyof typeof GAN_MODULES]);
+    const generator = loadGenerator(blob, weightsFile);
+    try {
+      bytes = sampleGenerator(generator, { n: options.n, seed, truncationPsi: options.truncationPsi });
+      options.onProgress?.(options.n, options.n);
+    } finally {
+      generator.dispose();
+    }
+  }
+  const out = path.resolve(options.out);
+  await mkdir(path.dirname(out), { recursive: true });
+  const preset: SlicePresetName = presetForInputSize(size);
+  const writer = await SliceStoreWriter.create(out, {
+    preset,
+    scale: 'max',
+    size,
+    channels: [...SLICE_CHANNELS],
+    dtype: 'uint8',
+    layout: 'NHWC',
+    annotation: {
+      NCR: ANNOTATION_OF_CANONICAL[1]!,
+      ED: ANNOTATION_OF_CANONICAL[2]!,
+      ET: ANNOTATION_OF_CANONICAL[3]!,
+    },
+    split: { seed, testFraction: 0 },
+    createdAt: new Date().toISOString(),
+  });
+  await writer.addSubject(
+    {
+      id: `synthetic-${architecture.name}-seed${seed}`,
+      split: 'train',
+      labelled: true,
+      z: Array.from({ length: options.n }, (_, i) => i),
+      sourceDims: [size, size, options.n],
+      reference: {},
+    },
+    bytes,
+  );
+  await writer.close();
+  const labelPresence = { NCR: 0, ED: 0, ET: 0 };
+  const channels = SLICE_CHANNELS.length;
+  const plane = size * size;
+  for (let n = 0; n < options.n; n++) {
+    const seen = new Set<number>();
+    for (let p = 0; p < plane; p++) seen.add(bytes[(n * plane + p) * channels + channels - 1]!);
+    if (seen.has(ANNOTATION_OF_CANONICAL[1]!)) labelPresence.NCR++;
+    if (seen.has(ANNOTATION_OF_CANONICAL[2]!)) labelPresence.ED++;
+    if (seen.has(ANNOTATION_OF_CANONICAL[3]!)) labelPresence.ET++;
+  }
+  let grid: string | undefined;
+  if (options.grid !== false) {
+    grid = options.grid ?? out.replace(/\.fss$/, '') + '.png';
+    const shown = Math.min(8, options.n);
+    await writeFile(
+      grid,
+      renderSliceGrid(bytes.subarray(0, shown * plane * channels), shown, { size, channels }),
+    );
+  }
+  const nifti = options.nifti ? await exportSliceStoreNifti(out, options.nifti) : undefined;
+  return {
+    out,
+    count: options.n,
+    size,
+    architecture,
+    seconds: (Date.now() - started) / 1000,
+    nifti,
+    grid,
+    labelPresence,
+  };
+}
