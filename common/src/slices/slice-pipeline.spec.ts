@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -79,6 +79,14 @@ describe('buildSliceStore on phantom sites', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('a NIfTI export into a missing folder fails with the path, leaving nothing behind', async () => {
+    const out = path.join(root, 'for-export.fss');
+    await buildSliceStore({ dataDir: siteDir, out, preset: 'cpu32', seed: 1 });
+    const target = path.join(root, 'no-such-folder', 'x.nii.gz');
+    await assert.rejects(exportSliceStoreNifti(out, target), /no-such-folder/);
+    await assert.rejects(access(`${target}.partial`));
   });
 
   it('exports a 4-D NIfTI [W, H, N, 5] that our reader and nibabel read back to the same voxels', async () => {

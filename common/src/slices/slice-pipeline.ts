@@ -113,9 +113,16 @@ export async function buildSliceStore(options: SlicePipelineOptions): Promise<Sl
       next = i + 1 < total ? load(i + 1) : undefined;
       next?.catch(() => undefined);
       let caseSlices = 0;
+      // Only a case's own problems (decoding, checks) skip it; a failing write (disk full) stops the run.
+      let prepared: { loaded: LoadedCase; result: ReturnType<typeof sliceCase> } | undefined;
       try {
         const loaded = await current;
-        const result = sliceCase(loaded, preset, scale);
+        prepared = { loaded, result: sliceCase(loaded, preset, scale) };
+      } catch (error) {
+        skipped.push(describeFailure(files.id, error));
+      }
+      if (prepared) {
+        const { loaded, result } = prepared;
         await writer.addSubject(
           {
             id: loaded.id,
@@ -131,8 +138,6 @@ export async function buildSliceStore(options: SlicePipelineOptions): Promise<Sl
         sliced++;
         caseSlices = result.z.length;
         slices += caseSlices;
-      } catch (error) {
-        skipped.push(describeFailure(files.id, error));
       }
       options.onProgress?.({
         done: i + 1,
@@ -142,24 +147,27 @@ export async function buildSliceStore(options: SlicePipelineOptions): Promise<Sl
         elapsedMs: Date.now() - started,
       });
     }
+    return summarize(await writer.close());
   } catch (error) {
     await writer.abort();
     throw error;
   }
-  const meta = await writer.close();
-  const subjects = meta.subjects;
-  return {
-    out: path.resolve(options.out),
-    preset: preset.name,
-    scale,
-    casesFound: total + discovery.problems.length,
-    casesSliced: sliced,
-    slices,
-    trainSubjects: subjects.filter((s) => s.split === 'train').length,
-    testSubjects: subjects.filter((s) => s.split === 'test').length,
-    skipped,
-    voxelBytes,
-    elapsedMs: Date.now() - started,
-    meta,
-  };
+
+  function summarize(meta: SliceStoreMeta): SlicePipelineSummary {
+    const subjects = meta.subjects;
+    return {
+      out: path.resolve(options.out),
+      preset: preset.name,
+      scale,
+      casesFound: total + discovery.problems.length,
+      casesSliced: sliced,
+      slices,
+      trainSubjects: subjects.filter((s) => s.split === 'train').length,
+      testSubjects: subjects.filter((s) => s.split === 'test').length,
+      skipped,
+      voxelBytes,
+      elapsedMs: Date.now() - started,
+      meta,
+    };
+  }
 }

@@ -16,7 +16,10 @@ export function buildProgram(): Command {
   const program = new Command('fedsynth')
     .description('Federated synthetic brain-tumour MRI: data tools, site agent and coordinator.')
     .showHelpAfterError()
-    .configureHelp({ sortSubcommands: false });
+    .configureHelp({ sortSubcommands: false })
+    // Before any subcommand exists: commander copies this setting into subcommands only when they are created,
+    // so every usage error (missing option, unknown flag) reaches main() and exits with code 2.
+    .exitOverride();
   registerPhantomCommand(program);
   registerInspectCommand(program);
   registerSlicesCommand(program);
@@ -31,7 +34,7 @@ export function buildProgram(): Command {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (error) {

@@ -79,6 +79,9 @@ describe('fedsynth CLI', () => {
     const bad = await fedsynth('slices', tmp, '--out', path.join(tmp, 'x.fss'), '--preset', 'huge');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--preset must be paper, cpu64, cpu32 or cpu16, got "huge"/);
+    const noOut = await fedsynth('slices', tmp);
+    assert.equal(noOut.code, 2, 'a missing required option is a usage error');
+    assert.match(noOut.stderr, /required option '--out <file>' not specified/);
     const missing = await fedsynth('inspect', path.join(tmp, 'nothing-here'));
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /nothing-here/);

@@ -265,18 +265,23 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
     split: { seed, testFraction: 0 },
     createdAt: new Date().toISOString(),
   });
-  await writer.addSubject(
-    {
-      id: `synthetic-${architecture.name}-seed${seed}`,
-      split: 'train',
-      labelled: true,
-      z: Array.from({ length: options.n }, (_, i) => i),
-      sourceDims: [size, size, options.n],
-      reference: {},
-    },
-    bytes,
-  );
-  await writer.close();
+  try {
+    await writer.addSubject(
+      {
+        id: `synthetic-${architecture.name}-seed${seed}`,
+        split: 'train',
+        labelled: true,
+        z: Array.from({ length: options.n }, (_, i) => i),
+        sourceDims: [size, size, options.n],
+        reference: {},
+      },
+      bytes,
+    );
+    await writer.close();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
   const labelPresence = { NCR: 0, ED: 0, ET: 0 };
   const channels = SLICE_CHANNELS.length;
   const plane = size * size;

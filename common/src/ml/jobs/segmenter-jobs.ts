@@ -200,6 +200,11 @@ export async function evaluateSegmenterModel(
   const segmenter = buildSegmenter(architecture, 0);
   const reader = await SliceStoreReader.open(store);
   try {
+    if (reader.meta.size !== inputSizeOf(architecture)) {
+      throw new Error(
+        `${store}: slices are ${reader.meta.size}² but the ${architecture.name} model expects ${inputSizeOf(architecture)}² (use the matching preset)`,
+      );
+    }
     assignWeights(segmenter.variables, decoded.tensors);
     const result = await evaluateSegmenter(segmenter, reader, {
       split: options.split ?? (isDir ? 'all' : 'test'),
