@@ -23,6 +23,7 @@ import {
   downsampleAverage,
   equalizedConv2d,
   equalizedDense,
+  minibatchStddev,
   pixelNorm,
   upsampleNearest,
   type DiscriminatorModel,
@@ -32,7 +33,6 @@ import {
   type GenerateOptions,
   type GeneratorModel,
 } from '../gan/index.js';
-import { minibatchStddevBroadcast } from './minibatch-stddev.js';
 import { fullyGrown, growthAt, growthLevels, type GrowthSchedule, type GrowthState } from './growth.js';
 
 export const PROGAN_NAME = 'progan';
@@ -358,7 +358,7 @@ export function buildProGanDiscriminatorFrom(
   const runBlock = (x: tf.Tensor4D, level: number): tf.Tensor => {
     const block = blocks[level]!;
     if (level === 0) {
-      const y = act(equalizedConv2d(minibatchStddevBroadcast(x, config.mbstdGroupSize, 1), block.conv1));
+      const y = act(equalizedConv2d(minibatchStddev(x, config.mbstdGroupSize, 1), block.conv1));
       const flat = tf.reshape(y, [y.shape[0], -1]) as tf.Tensor2D;
       const hidden = tf.leakyRelu(equalizedDense(flat, block.dense!), LRELU_SLOPE);
       return tf.reshape(equalizedDense(hidden, block.out!), [-1]);
