@@ -80,12 +80,23 @@ export async function evaluateSegmenter(
       size,
     );
     const predicted = await predictLabelMaps(segmenter, batch.images, subject.count, size, options.batchSize);
+    // Each slice at its own z: slices the keep rule dropped become empty planes, so distances across a gap are
+    // measured as they are in the volume, not as if the neighbours touched.
+    const z0 = Math.min(...subject.z);
+    const depth = Math.max(...subject.z) - z0 + 1;
+    const plane = size * size;
+    const truthVolume = new Uint8Array(depth * plane);
+    const predictedVolume = new Uint8Array(depth * plane);
+    subject.z.forEach((z, k) => {
+      truthVolume.set(batch.labels.subarray(k * plane, (k + 1) * plane), (z - z0) * plane);
+      predictedVolume.set(predicted.subarray(k * plane, (k + 1) * plane), (z - z0) * plane);
+    });
     perSubject.push(
       computeSubjectMetrics(
         subject.id,
-        predicted,
-        Uint8Array.from(batch.labels),
-        [size, size, subject.count],
+        predictedVolume,
+        truthVolume,
+        [size, size, depth],
         [pixelMm, pixelMm, 1],
       ),
     );
