@@ -179,18 +179,19 @@ test('the coordinator sends a stored blob down to a site (the other direction, s
     blobStore: siteStore,
     acceptKinds: ['global-weights', 'segmenter', 'audit-pool'],
   });
-  const serverSide = new Promise<CoordinatorSideSocket>((resolve) => {
-    void startServer(resolve).then((s) => {
-      t.after(() => s.close());
-      void connectSite(s.url).then((site) => {
-        t.after(() => {
-          site.close();
-        });
-        attachTransferReceiver(site, siteReceiver, { owner: 'coordinator' });
-      });
-    });
+  // Send only once BOTH ends are ready: the server sees the connection before the site's client has attached
+  // its receiver, and an event that arrives before a listener exists is dropped (no ack: a 30 s timeout).
+  let serverSocket!: CoordinatorSideSocket;
+  const server = await startServer((s) => {
+    serverSocket = s;
   });
-  const socket = await serverSide;
+  t.after(() => server.close());
+  const site = await connectSite(server.url);
+  t.after(() => {
+    site.close();
+  });
+  attachTransferReceiver(site, siteReceiver, { owner: 'coordinator' });
+  const socket = serverSocket;
   const sender = new TransferSender({ chunkSize: 512 * 1024 });
   const result = await sender.send(socketAckEmitter(socket), blobChunkSource(coordinatorStore, ref), {
     kind: 'global-weights',
