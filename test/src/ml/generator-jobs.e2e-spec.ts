@@ -85,6 +85,30 @@ describe('train-gen and sample', () => {
         assert.equal(run.code, 0, run.stderr);
         return readFile(file);
       };
+      const compared = await fedsynth(
+        'sample',
+        '--model',
+        out,
+        '--n',
+        '4',
+        '--out',
+        path.join(tmp, `${model}-q.fss`),
+        '--seed',
+        '3',
+        '--ddim-steps',
+        '5',
+        '--compare-to',
+        stores[TINY_SIZE[model]!]!,
+        '--json',
+      );
+      assert.equal(compared.code, 0, compared.stderr);
+      const quality = JSON.parse(compared.stdout).quality;
+      for (const channel of ['t1', 't2', 'flair', 't1ce']) {
+        const c = quality.report.channels[channel].intersection;
+        assert.ok(c >= 0 && c <= 1, `${channel} intersection ${c}`);
+      }
+      assert.equal(typeof quality.verdict.ok, 'boolean');
+      assert.ok(quality.verdict.ok || quality.verdict.reasons.length > 0, 'a failing verdict says why');
       const a = await draw(path.join(tmp, `${model}-a.fss`), '3');
       const b = await draw(path.join(tmp, `${model}-b.fss`), '3');
       const c = await draw(path.join(tmp, `${model}-c.fss`), '4');

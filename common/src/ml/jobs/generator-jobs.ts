@@ -5,8 +5,13 @@ import path from 'node:path';
 import { renderSliceGrid } from '../../imaging/slice-grid.js';
 import { ANNOTATION_OF_CANONICAL, SLICE_CHANNELS, type SlicePresetName } from '../../slices/presets.js';
 import { exportSliceStoreNifti } from '../../slices/slice-nifti-export.js';
-import { SliceStoreWriter } from '../../slices/slice-store.js';
+import { SliceStoreReader, SliceStoreWriter } from '../../slices/slice-store.js';
 import { selectBackend, type BackendPreference } from '../backend/index.js';
+import {
+  compareSampleSets,
+  recognisablySimilar,
+  type SampleQualityReport,
+} from '../evaluation/sample-quality.js';
 import {
   buildDdpmFromArchitecture,
   ddpmArchitecture,
@@ -193,6 +198,8 @@ export interface SampleOptions {
   /** PNG grid of the first samples beside the store (default: out with .png) */
   grid?: string | false;
   backend?: BackendPreference;
+  /** a slice store of real slices (its labelled training subjects) to compare the samples with */
+  compareTo?: string;
   log?: (line: string) => void;
   onProgress?: (done: number, total: number) => void;
 }
@@ -207,6 +214,8 @@ export interface SampleResult {
   grid?: string;
   /** samples per canonical label present (a slice counts once per label it shows) */
   labelPresence: { NCR: number; ED: number; ET: number };
+  /** with compareTo: intensity histograms, label areas and diversity against the real slices, and a verdict */
+  quality?: { report: SampleQualityReport; verdict: { ok: boolean; reasons: string[] } };
 }
 
 export async function sampleFromGenerator(options: SampleOptions): Promise<SampleResult> {
@@ -302,6 +311,9 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
     );
   }
   const nifti = options.nifti ? await exportSliceStoreNifti(out, options.nifti) : undefined;
+  const quality = options.compareTo
+    ? await compareWithReal(options.compareTo, bytes, options.n, size)
+    : undefined;
   return {
     out,
     count: options.n,
@@ -311,5 +323,26 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
     nifti,
     grid,
     labelPresence,
+    quality,
   };
+}
+
+async function compareWithReal(
+  storeFile: string,
+  samples: Uint8Array,
+  count: number,
+  size: number,
+): Promise<NonNullable<SampleResult['quality']>> {
+  const store = await SliceStoreReader.open(storeFile);
+  try {
+    if (store.meta.size !== size) {
+      throw new Error(`${storeFile}: real slices are ${store.meta.size}², the samples ${size}²`);
+    }
+    const indices = store.indicesOf('train', { labelledOnly: true });
+    const real = { slices: await store.readIndices(indices), count: indices.length, size };
+    const report = compareSampleSets(real, { slices: samples, count, size });
+    return { report, verdict: recognisablySimilar(report) };
+  } finally {
+    await store.close();
+  }
 }

@@ -37,6 +37,7 @@ interface SampleOptions {
   seed: string;
   truncation: string;
   ddimSteps: string;
+  compareTo?: string;
   backend?: string;
   json?: boolean;
 }
@@ -123,6 +124,10 @@ export function registerGeneratorCommands(program: Command): void {
     .option('--seed <s>', 'seed: the same seed draws the same slices', '0')
     .option('--truncation <psi>', 'GANs: truncation ψ (1 = none)', '1')
     .option('--ddim-steps <n>', 'diffusion: DDIM steps (0 = full ancestral sampler)', '50')
+    .option(
+      '--compare-to <store>',
+      'real slices (.fss) to compare with: histograms, label areas, diversity, verdict',
+    )
     .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu')
     .option('--json', 'print a summary as JSON')
     .action(async (opts: SampleOptions) => {
@@ -138,6 +143,7 @@ export function registerGeneratorCommands(program: Command): void {
         seed: parseInteger('--seed', opts.seed),
         truncationPsi: truncation,
         ddimSteps: parseInteger('--ddim-steps', opts.ddimSteps),
+        compareTo: opts.compareTo,
         backend: opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined,
         onProgress: (done, total) => progress.update(done, total),
         log: (line) => process.stderr.write(`${line}\n`),
@@ -149,6 +155,21 @@ export function registerGeneratorCommands(program: Command): void {
           `${result.out}: ${result.count} slices ${result.size}² from ${result.architecture.name} in ${result.seconds.toFixed(1)} s; ` +
             `showing NCR ${result.labelPresence.NCR}, ED ${result.labelPresence.ED}, ET ${result.labelPresence.ET}${result.grid ? `; grid ${result.grid}` : ''}`,
         );
+        if (result.quality) {
+          const { report, verdict } = result.quality;
+          const channels = Object.entries(report.channels)
+            .map(([name, c]) => `${name} ${c.intersection.toFixed(2)}`)
+            .join(', ');
+          console.log(`histogram intersection vs real: ${channels}`);
+          console.log(
+            `WT mean area real ${report.labels.WT.realMeanArea.toFixed(4)} / synthetic ${report.labels.WT.syntheticMeanArea.toFixed(4)}; diversity ratio ${report.diversity.ratio?.toFixed(2) ?? 'n/a'}`,
+          );
+          console.log(
+            verdict.ok
+              ? 'verdict: recognisably like the real slices'
+              : `verdict: not yet — ${verdict.reasons.join('; ')}`,
+          );
+        }
       }
     });
 }
