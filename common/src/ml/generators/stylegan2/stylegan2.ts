@@ -199,7 +199,13 @@ export class ResidualDiscriminatorModel implements DiscriminatorModel {
   }
 }
 
-export function styleGan2DiscriminatorSpec(config: StyleGan2Config): ResidualDiscriminatorSpec {
+/** The residual discriminator both StyleGAN 2 and 3 use, from the fields of their configs that shape it. */
+export function styleGan2DiscriminatorSpec(
+  config: Pick<
+    StyleGan2Config,
+    'resolution' | 'imageChannels' | 'channelBase' | 'channelMax' | 'mbstdGroupSize' | 'mbstdChannels'
+  >,
+): ResidualDiscriminatorSpec {
   return {
     resolution: config.resolution,
     imageChannels: config.imageChannels,

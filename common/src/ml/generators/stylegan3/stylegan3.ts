@@ -16,7 +16,7 @@ import {
 } from '../gan/types.js';
 import { createMapping, mapLatents, type MappingNetwork } from '../stylegan2/mapping.js';
 import type { ModConvImpl } from '../stylegan2/modulated-conv.js';
-import { ResidualDiscriminatorModel } from '../stylegan2/stylegan2.js';
+import { ResidualDiscriminatorModel, styleGan2DiscriminatorSpec } from '../stylegan2/stylegan2.js';
 import type { FirImpl } from '../stylegan2/upfirdn.js';
 import { planStyleGan3, type StyleGan3Plan } from './filters.js';
 import { createStyleGan3Synthesis, synthesizeStyleGan3, type StyleGan3Synthesis } from './synthesis.js';
@@ -202,14 +202,7 @@ export function buildStyleGan3(
 ): GanPair & { generator: StyleGan3Generator; discriminator: ResidualDiscriminatorModel } {
   const checked = checkStyleGan3Config(config);
   const discriminator = new ResidualDiscriminatorModel(
-    {
-      resolution: checked.resolution,
-      imageChannels: checked.imageChannels,
-      channelBase: checked.channelBase,
-      channelMax: checked.channelMax,
-      mbstdGroupSize: checked.mbstdGroupSize,
-      mbstdChannels: checked.mbstdChannels,
-    },
+    styleGan2DiscriminatorSpec(checked),
     seed,
     'stylegan3',
     checked,
