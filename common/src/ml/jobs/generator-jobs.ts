@@ -24,10 +24,9 @@ import { ganConfig } from '../generators/gan/registry.js';
 import { loadGenerator } from '../generators/gan/registry.js';
 import { sampleGenerator } from '../generators/gan/sampling.js';
 import type { ModelArchitecture } from '../model.js';
-import { startTraining, type TrainingProgress, type TrainingResult } from '../training/index.js';
 import { assignWeights, decodeWeights } from '../weights/index.js';
-import { trainingSetOf, writeAtomic } from './job-files.js';
-import { presetForInputSize, resolveSliceStore } from './segmenter-jobs.js';
+import { modelInputSize, presetForInputSize, writeAtomic } from './job-files.js';
+import { runTrainingJob, type TrainedModelFacts, type TrainingJobOptions } from './training-job.js';
 
 export const GENERATOR_NAMES = ['progan', 'stylegan1', 'stylegan2', 'stylegan3', 'ddpm'] as const;
 export type GeneratorName = (typeof GENERATOR_NAMES)[number];
@@ -57,43 +56,13 @@ async function ganArchitectureRecord(
   return { name, config: ganConfig(name, { profile }) };
 }
 
-function imageSizeOf(architecture: ModelArchitecture): number {
-  const size = architecture.config.resolution ?? architecture.config.imageSize;
-  if (typeof size !== 'number') throw new Error(`${architecture.name}: architecture has no resolution`);
-  return size;
-}
-
-export interface TrainGeneratorOptions {
+export interface TrainGeneratorOptions extends TrainingJobOptions {
   model: GeneratorName;
   profile: GeneratorProfile;
-  /** slice store or folder of BraTS cases */
-  data: string;
-  out: string;
-  steps: number;
-  batchSize?: number;
-  workers?: number;
-  seed?: number;
-  checkpointEvery?: number;
-  resume?: boolean;
-  backend?: BackendPreference;
-  signal?: AbortSignal;
-  onProgress?: (progress: TrainingProgress) => void;
-  log?: (line: string) => void;
 }
 
-export interface GeneratorCard {
+export interface GeneratorCard extends TrainedModelFacts {
   format: 'fedsynth-generator';
-  architecture: ModelArchitecture;
-  trainedOn: { store: string; trainSubjects: number; trainSlices: number };
-  steps: number;
-  batchSize: number;
-  workers: number;
-  seed: number;
-  finalLoss: number;
-  losses: number[];
-  trainingSeconds: number;
-  backend: TrainingResult['backend'];
-  cancelled: boolean;
   /** whether generator.weights holds the moving-average copy */
   ema: boolean;
 }
@@ -101,86 +70,44 @@ export interface GeneratorCard {
 export async function trainGenerator(
   options: TrainGeneratorOptions,
 ): Promise<{ card: GeneratorCard; dir: string }> {
-  const out = path.resolve(options.out);
-  await mkdir(out, { recursive: true });
-  const seed = options.seed ?? 1;
   const isDiffusion = options.model === 'ddpm';
   const architecture = isDiffusion
     ? ddpmArchitecture((options.profile === 'tiny' ? 'tiny' : options.profile) as DdpmProfile)
     : await ganArchitectureRecord(options.model as Exclude<GeneratorName, 'ddpm'>, options.profile);
-  const store = await resolveSliceStore(
-    options.data,
-    imageSizeOf(architecture),
-    path.join(out, 'slices.fss'),
-    {
-      seed,
-      log: options.log,
-    },
-  );
-  const trainedOn = await trainingSetOf(store);
-  const workers = options.workers ?? 2;
-  const batchSize = options.batchSize ?? 8;
-  const common = {
-    seed,
-    steps: options.steps,
-    batchSize,
-    checkpointEvery: options.checkpointEvery ?? 100,
-    checkpointDir: path.join(out, 'checkpoints'),
-    workers,
-    backend: options.backend,
-  };
   // Generators learn (image, annotation) pairs: unlabelled subjects would teach tumours without labels.
-  const spec = isDiffusion
-    ? {
-        ...common,
-        kind: DDPM_TASK_KIND,
-        config: {
-          architecture,
-          store,
-          mirror: true,
-          labelledOnly: true,
-          ema: 0.999,
-        } satisfies DdpmTaskConfig,
-        taskModules: [DDPM_TASK_MODULE],
-      }
-    : {
-        ...common,
-        kind: GAN_TASK_KIND,
-        config: {
-          architecture: { name: architecture.name, config: architecture.config },
-          store,
-          subjects: 'labelled',
-          mirror: true,
-        } satisfies GanTaskConfig,
-        taskModules: [GAN_TASK_MODULE, GAN_MODULES[options.model as Exclude<GeneratorName, 'ddpm'>]],
-      };
-  const run = startTraining<object>(spec, {
-    onProgress: options.onProgress,
-    signal: options.signal,
-    resume: options.resume,
-    logger: options.log,
-  });
-  const result = await run.done;
-  const generatorBlob = result.emaWeightsBlob ?? result.weightsBlob;
+  const { dir, result, facts } = await runTrainingJob(options, architecture, (store) =>
+    isDiffusion
+      ? {
+          kind: DDPM_TASK_KIND,
+          config: {
+            architecture,
+            store,
+            mirror: true,
+            labelledOnly: true,
+            ema: 0.999,
+          } satisfies DdpmTaskConfig,
+          taskModules: [DDPM_TASK_MODULE],
+        }
+      : {
+          kind: GAN_TASK_KIND,
+          config: {
+            architecture: { name: architecture.name, config: architecture.config },
+            store,
+            subjects: 'labelled',
+            mirror: true,
+          } satisfies GanTaskConfig,
+          taskModules: [GAN_TASK_MODULE, GAN_MODULES[options.model as Exclude<GeneratorName, 'ddpm'>]],
+        },
+  );
   const card: GeneratorCard = {
     format: 'fedsynth-generator',
-    architecture,
-    trainedOn,
-    steps: result.steps,
-    batchSize,
-    workers,
-    seed,
-    finalLoss: result.finalLoss,
-    losses: result.losses,
-    trainingSeconds: result.totalElapsedMs / 1000,
-    backend: result.backend,
-    cancelled: result.cancelled,
+    ...facts,
     ema: result.emaWeightsBlob !== undefined,
   };
-  await writeAtomic(path.join(out, TRAINING_WEIGHTS_FILE), result.weightsBlob);
-  await writeAtomic(path.join(out, GENERATOR_WEIGHTS_FILE), generatorBlob);
-  await writeAtomic(path.join(out, GENERATOR_CARD_FILE), Buffer.from(JSON.stringify(card, null, 2)));
-  return { card, dir: out };
+  await writeAtomic(path.join(dir, TRAINING_WEIGHTS_FILE), result.weightsBlob);
+  await writeAtomic(path.join(dir, GENERATOR_WEIGHTS_FILE), result.emaWeightsBlob ?? result.weightsBlob);
+  await writeAtomic(path.join(dir, GENERATOR_CARD_FILE), Buffer.from(JSON.stringify(card, null, 2)));
+  return { card, dir };
 }
 
 export interface SampleOptions {
@@ -228,7 +155,7 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
   const architecture = manifest.architecture as ModelArchitecture;
   await selectBackend({ prefer: options.backend, logger: options.log });
   const seed = options.seed ?? 0;
-  const size = imageSizeOf(architecture);
+  const size = modelInputSize(architecture);
   let bytes: Uint8Array;
   if (architecture.name === 'ddpm') {
     const model = buildDdpmFromArchitecture(architecture, 0);

@@ -1,2 +1,3 @@
 export * from './segmenter-jobs.js';
 export * from './generator-jobs.js';
+export * from './training-job.js';

@@ -1,0 +1,99 @@
+// What every "train a model on a site's slices" job shares: the output folder, the slice store (sliced from a data
+// folder with the model's preset when needed), the training run in worker threads, and the card's common fields.
+// The segmenter and generator jobs differ only in the task they start and the files they write.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { BackendPreference } from '../backend/index.js';
+import type { ModelArchitecture } from '../model.js';
+import { startTraining, type TrainingProgress, type TrainingResult } from '../training/index.js';
+import { modelInputSize, resolveSliceStore, trainingSetOf } from './job-files.js';
+
+export interface TrainingJobOptions {
+  /** slice store, or folder of BraTS cases */
+  data: string;
+  out: string;
+  steps: number;
+  batchSize?: number;
+  workers?: number;
+  seed?: number;
+  checkpointEvery?: number;
+  resume?: boolean;
+  backend?: BackendPreference;
+  signal?: AbortSignal;
+  onProgress?: (progress: TrainingProgress) => void;
+  log?: (line: string) => void;
+}
+
+/** The fields every model card carries. */
+export interface TrainedModelFacts {
+  architecture: ModelArchitecture;
+  trainedOn: { store: string; trainSubjects: number; trainSlices: number };
+  steps: number;
+  batchSize: number;
+  workers: number;
+  seed: number;
+  finalLoss: number;
+  losses: number[];
+  trainingSeconds: number;
+  backend: TrainingResult['backend'];
+  cancelled: boolean;
+}
+
+export interface TrainingTaskChoice {
+  kind: string;
+  config: object;
+  taskModules: string[];
+}
+
+export async function runTrainingJob(
+  options: TrainingJobOptions,
+  architecture: ModelArchitecture,
+  task: (store: string) => TrainingTaskChoice,
+): Promise<{ dir: string; result: TrainingResult; facts: TrainedModelFacts }> {
+  const dir = path.resolve(options.out);
+  await mkdir(dir, { recursive: true });
+  const seed = options.seed ?? 1;
+  const store = await resolveSliceStore(
+    options.data,
+    modelInputSize(architecture),
+    path.join(dir, 'slices.fss'),
+    {
+      seed,
+      log: options.log,
+    },
+  );
+  const trainedOn = await trainingSetOf(store);
+  const workers = options.workers ?? 2;
+  const batchSize = options.batchSize ?? 8;
+  const run = startTraining<object>(
+    {
+      ...task(store),
+      seed,
+      steps: options.steps,
+      batchSize,
+      checkpointEvery: options.checkpointEvery ?? 100,
+      checkpointDir: path.join(dir, 'checkpoints'),
+      workers,
+      backend: options.backend,
+    },
+    { onProgress: options.onProgress, signal: options.signal, resume: options.resume, logger: options.log },
+  );
+  const result = await run.done;
+  return {
+    dir,
+    result,
+    facts: {
+      architecture,
+      trainedOn,
+      steps: result.steps,
+      batchSize,
+      workers,
+      seed,
+      finalLoss: result.finalLoss,
+      losses: result.losses,
+      trainingSeconds: result.totalElapsedMs / 1000,
+      backend: result.backend,
+      cancelled: result.cancelled,
+    },
+  };
+}
