@@ -1,7 +1,6 @@
 // `fedsynth train-gen` and `fedsynth sample`: a generator trained on a site's slices in worker threads, and
 // synthetic 5-channel slices drawn from it (slice store, optional 4-D NIfTI, PNG grid).
 import type { Command } from 'commander';
-import os from 'node:os';
 import { parseBackendPreference } from '@fedsynth/common/ml/backend/index';
 import {
   GENERATOR_NAMES,
@@ -12,21 +11,11 @@ import {
 } from '@fedsynth/common/ml/jobs/index';
 import { StderrProgress } from '@fedsynth/common/util/progress';
 import { parseInteger, UsageError } from '../cli-errors.js';
+import { addTrainingRunOptions, parseTrainingRunOptions, type TrainingRunFlags } from '../cli-training.js';
 import { stopOnSignal } from '../cli-signals.js';
 
-interface TrainGenOptions {
+interface TrainGenOptions extends TrainingRunFlags {
   model: string;
-  data: string;
-  profile: string;
-  steps: string;
-  out: string;
-  batch: string;
-  workers: string;
-  seed: string;
-  checkpointEvery: string;
-  resume?: boolean;
-  backend?: string;
-  json?: boolean;
 }
 
 interface SampleOptions {
@@ -43,52 +32,29 @@ interface SampleOptions {
 }
 
 export function registerGeneratorCommands(program: Command): void {
-  program
-    .command('train-gen')
-    .description(
-      'train a generator (progan, stylegan1/2/3, ddpm) on slices in worker threads (progress, checkpoints, resume)',
-    )
+  addTrainingRunOptions(
+    program
+      .command('train-gen')
+      .description(
+        'train a generator (progan, stylegan1/2/3, ddpm) on slices in worker threads (progress, checkpoints, resume)',
+      ),
+    { steps: 2000, tinySize: '16² or 32²' },
+  )
     .requiredOption('--model <name>', GENERATOR_NAMES.join(' | '))
-    .requiredOption(
-      '--data <path>',
-      'slice store (.fss) or folder of BraTS cases (sliced with the matching preset)',
-    )
     .requiredOption(
       '--out <dir>',
       'model folder: generator.weights, training.weights, generator.json, checkpoints/',
     )
-    .option('--profile <name>', 'paper (256², GPU) | cpu (64²) | tiny (tests)', 'cpu')
-    .option('--steps <n>', 'training steps', '2000')
-    .option('--batch <n>', 'global batch size (split over the workers)', '8')
-    .option(
-      '--workers <n>',
-      'data-parallel worker threads',
-      String(Math.max(1, Math.min(os.availableParallelism(), 4))),
-    )
-    .option('--seed <n>', 'seed', '1')
-    .option('--checkpoint-every <n>', 'steps between checkpoints (0: only at the end)', '100')
-    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints')
-    .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu')
     .option('--json', 'print the generator card as JSON')
     .action(async (opts: TrainGenOptions) => {
       if (!isGeneratorName(opts.model))
         throw new UsageError(`--model must be one of ${GENERATOR_NAMES.join(', ')}, got "${opts.model}"`);
-      if (!['paper', 'cpu', 'tiny'].includes(opts.profile))
-        throw new UsageError(`--profile must be paper, cpu or tiny, got "${opts.profile}"`);
+      const settings = parseTrainingRunOptions(opts);
       const progress = new StderrProgress('train-gen', 'steps');
       const { card, dir } = await stopOnSignal('train-gen', (signal) =>
         trainGenerator({
+          ...settings,
           model: opts.model as GeneratorName,
-          profile: opts.profile as 'paper' | 'cpu' | 'tiny',
-          data: opts.data,
-          out: opts.out,
-          steps: parseInteger('--steps', opts.steps, 1),
-          batchSize: parseInteger('--batch', opts.batch, 1),
-          workers: parseInteger('--workers', opts.workers, 1),
-          seed: parseInteger('--seed', opts.seed),
-          checkpointEvery: parseInteger('--checkpoint-every', opts.checkpointEvery),
-          resume: opts.resume,
-          backend: opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined,
           signal,
           onProgress: (p) =>
             progress.update(

@@ -1,28 +1,17 @@
 // `fedsynth train-seg` and `fedsynth eval-seg`: a segmenter trained on slices in worker threads, and measured
 // per subject on held-out real cases (Dice and HD95 per label and BraTS region).
 import type { Command } from 'commander';
-import os from 'node:os';
 import { parseBackendPreference } from '@fedsynth/common/ml/backend/index';
 import { evaluateSegmenterModel, trainSegmenter } from '@fedsynth/common/ml/jobs/index';
 import type { MetricsSummary } from '@fedsynth/common/ml/metrics/index';
 import { StderrProgress } from '@fedsynth/common/util/progress';
-import { parseInteger, UsageError } from '../cli-errors.js';
+import { UsageError } from '../cli-errors.js';
+import { addTrainingRunOptions, parseTrainingRunOptions, type TrainingRunFlags } from '../cli-training.js';
 import { stopOnSignal } from '../cli-signals.js';
 
-interface TrainOptions {
+interface TrainOptions extends TrainingRunFlags {
   model: string;
-  data: string;
-  profile: string;
-  steps: string;
-  out: string;
-  batch: string;
-  workers: string;
-  seed: string;
-  checkpointEvery: string;
-  resume?: boolean;
   augment: boolean;
-  backend?: string;
-  json?: boolean;
 }
 
 interface EvalOptions {
@@ -57,54 +46,28 @@ export function formatSummary(summary: MetricsSummary): string {
 }
 
 export function registerSegmenterCommands(program: Command): void {
-  program
-    .command('train-seg')
-    .description(
-      'train a U-Net or Swin segmenter on slices, in worker threads (progress, checkpoints, resume)',
-    )
-    .requiredOption(
-      '--data <path>',
-      'slice store (.fss) or folder of BraTS cases (sliced with the matching preset)',
-    )
+  addTrainingRunOptions(
+    program
+      .command('train-seg')
+      .description(
+        'train a U-Net or Swin segmenter on slices, in worker threads (progress, checkpoints, resume)',
+      ),
+    { steps: 1000, tinySize: '32²' },
+  )
     .requiredOption('--out <dir>', 'model folder: model.weights, model.json, checkpoints/')
     .option('--model <name>', 'unet | swin', 'unet')
-    .option('--profile <name>', 'paper (256², GPU) | cpu (64²) | tiny (32², tests)', 'cpu')
-    .option('--steps <n>', 'optimizer steps', '1000')
-    .option('--batch <n>', 'global batch size (split over the workers)', '8')
-    .option(
-      '--workers <n>',
-      'data-parallel worker threads',
-      String(Math.max(1, Math.min(os.availableParallelism(), 4))),
-    )
-    .option('--seed <n>', 'seed of init, sampling and augmentation', '1')
-    .option('--checkpoint-every <n>', 'steps between checkpoints (0: only at the end)', '100')
-    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints')
     .option('--no-augment', 'train without the nnU-Net augmentation')
-    .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu')
     .option('--json', 'print the model card as JSON')
     .action(async (opts: TrainOptions) => {
       if (opts.model !== 'unet' && opts.model !== 'swin')
         throw new UsageError(`--model must be unet or swin, got "${opts.model}"`);
-      if (!['paper', 'cpu', 'tiny'].includes(opts.profile)) {
-        throw new UsageError(`--profile must be paper, cpu or tiny, got "${opts.profile}"`);
-      }
-      const backend = opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined;
-      const steps = parseInteger('--steps', opts.steps, 1);
+      const settings = parseTrainingRunOptions(opts);
       const progress = new StderrProgress('train-seg', 'steps');
       const { card, dir } = await stopOnSignal('train-seg', (signal) =>
         trainSegmenter({
+          ...settings,
           model: opts.model as 'unet' | 'swin',
-          profile: opts.profile as 'paper' | 'cpu' | 'tiny',
-          data: opts.data,
-          out: opts.out,
-          steps,
-          batchSize: parseInteger('--batch', opts.batch, 1),
-          workers: parseInteger('--workers', opts.workers, 1),
-          seed: parseInteger('--seed', opts.seed),
-          checkpointEvery: parseInteger('--checkpoint-every', opts.checkpointEvery),
-          resume: opts.resume,
           augmentation: opts.augment ? 'nnunet' : 'none',
-          backend,
           signal,
           onProgress: (p) =>
             progress.update(
