@@ -14,6 +14,7 @@ export interface TrainingRunFlags {
   seed: string;
   checkpointEvery: string;
   resume?: boolean;
+  maxMinutes?: string;
   backend?: string;
   json?: boolean;
 }
@@ -28,6 +29,7 @@ export interface TrainingRunSettings {
   seed: number;
   checkpointEvery: number;
   resume?: boolean;
+  maxSeconds?: number;
   backend?: BackendPreference;
 }
 
@@ -51,6 +53,7 @@ export function addTrainingRunOptions(
     .option('--seed <n>', 'seed of initialisation, sampling and augmentation', '1')
     .option('--checkpoint-every <n>', 'steps between checkpoints (0: only at the end)', '100')
     .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints')
+    .option('--max-minutes <m>', 'stop after this much wall-clock time (a checkpoint is kept; --resume continues)')
     .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu');
 }
 
@@ -68,6 +71,14 @@ export function parseTrainingRunOptions(flags: TrainingRunFlags): TrainingRunSet
     seed: parseInteger('--seed', flags.seed),
     checkpointEvery: parseInteger('--checkpoint-every', flags.checkpointEvery),
     resume: flags.resume,
+    maxSeconds: flags.maxMinutes === undefined ? undefined : parseMinutes(flags.maxMinutes) * 60,
     backend: flags.backend ? parseBackendPreference(flags.backend, '--backend') : undefined,
   };
+}
+
+function parseMinutes(value: string): number {
+  const minutes = Number(value);
+  if (!Number.isFinite(minutes) || minutes <= 0)
+    throw new UsageError(`--max-minutes must be a positive number, got "${value}"`);
+  return minutes;
 }

@@ -20,6 +20,8 @@ export interface TrainingJobOptions {
   resume?: boolean;
   backend?: BackendPreference;
   signal?: AbortSignal;
+  /** wall-clock budget: training stops after the step in progress once it is spent (a checkpoint is kept) */
+  maxSeconds?: number;
   onProgress?: (progress: TrainingProgress) => void;
   log?: (line: string) => void;
 }
@@ -37,6 +39,8 @@ export interface TrainedModelFacts {
   trainingSeconds: number;
   backend: TrainingResult['backend'];
   cancelled: boolean;
+  /** the run stopped because its time budget (maxSeconds) was spent */
+  timeLimitReached: boolean;
 }
 
 export interface TrainingTaskChoice {
@@ -65,6 +69,8 @@ export async function runTrainingJob(
   const trainedOn = await trainingSetOf(store);
   const workers = options.workers ?? 2;
   const batchSize = options.batchSize ?? 8;
+  const timeLimit = options.maxSeconds !== undefined ? AbortSignal.timeout(options.maxSeconds * 1000) : undefined;
+  const signals = [options.signal, timeLimit].filter((s): s is AbortSignal => s !== undefined);
   const run = startTraining<object>(
     {
       ...task(store),
@@ -76,7 +82,10 @@ export async function runTrainingJob(
       workers,
       backend: options.backend,
     },
-    { onProgress: options.onProgress, signal: options.signal, resume: options.resume, logger: options.log },
+    {
+      onProgress: options.onProgress,
+      signal: signals.length ? AbortSignal.any(signals) : undefined,
+      resume: options.resume, logger: options.log },
   );
   const result = await run.done;
   return {
@@ -94,6 +103,7 @@ export async function runTrainingJob(
       trainingSeconds: result.totalElapsedMs / 1000,
       backend: result.backend,
       cancelled: result.cancelled,
+      timeLimitReached: result.cancelled && timeLimit?.aborted === true && options.signal?.aborted !== true,
     },
   };
 }

@@ -69,7 +69,7 @@ export function registerGeneratorCommands(program: Command): void {
       if (opts.json) console.log(JSON.stringify(card, null, 2));
       else {
         console.log(
-          `${dir}: ${card.architecture.name} trained ${card.steps} steps${card.cancelled ? ' (cancelled: --resume continues)' : ''} on ` +
+          `${dir}: ${card.architecture.name} trained ${card.steps} steps${card.timeLimitReached ? ' (time limit reached: --resume continues)' : card.cancelled ? ' (cancelled: --resume continues)' : ''} on ` +
             `${card.trainedOn.trainSlices} slices in ${card.trainingSeconds.toFixed(0)} s (${card.workers} workers on ${card.backend.name})`,
         );
       }

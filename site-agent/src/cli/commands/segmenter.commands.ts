@@ -82,7 +82,7 @@ export function registerSegmenterCommands(program: Command): void {
       if (opts.json) console.log(JSON.stringify(card, null, 2));
       else {
         console.log(
-          `${dir}: ${card.architecture.name} trained ${card.steps} steps${card.cancelled ? ' (cancelled: --resume continues)' : ''} ` +
+          `${dir}: ${card.architecture.name} trained ${card.steps} steps${card.timeLimitReached ? ' (time limit reached: --resume continues)' : card.cancelled ? ' (cancelled: --resume continues)' : ''} ` +
             `on ${card.trainedOn.trainSlices} slices of ${card.trainedOn.trainSubjects} subjects in ${card.trainingSeconds.toFixed(0)} s ` +
             `(${card.workers} workers on ${card.backend.name}); final loss ${card.finalLoss.toFixed(4)}`,
         );
