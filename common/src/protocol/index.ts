@@ -5,3 +5,4 @@ export * from './limits.js';
 export * from './schemas.js';
 export * from './validated.js';
 export * from './version.js';
+export * from './job-payloads.js';
