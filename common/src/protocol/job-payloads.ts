@@ -6,8 +6,10 @@
 // | job kind    | payload                  | inputs (role)            | outputs (role, transfer kind)    | metrics / summary                     |
 // |-------------|--------------------------|--------------------------|----------------------------------|---------------------------------------|
 // | train-round | TrainRoundPayload        | global-weights (absent   | weights (round-update): training | metrics.trainSlices (FedAvg weight),  |
-// |             |                          | in round 0 / local r0)   | weights blob; ema (round-update) | steps, finalLoss, seconds             |
-// |             |                          |                          | when the model keeps an EMA      |                                       |
+// |             |                          | in round 0 / local r0),  | weights blob; ema (round-update) | steps, finalLoss, seconds             |
+// |             |                          | ema (when kept),         | when the model keeps an EMA      |                                       |
+// |             |                          | synthetic-pool (slice    |                                  |                                       |
+// |             |                          | store, when data mixes)  |                                  |                                       |
 // | sample      | SamplePayload            | weights (+ ema)          | samples (samples): slice store   | metrics.count, seconds                |
 // | evaluate    | EvaluatePayload          | segmenter                | none                             | summary: EvaluationSummary (metrics   |
 // |             |                          |                          |                                  | only: never subject ids or pixels)    |
@@ -43,6 +45,20 @@ export const trainRoundPayloadSchema = z.strictObject({
   seed: seedSchema,
   /** optional wall-clock budget for the round (the site stops after the step in progress) */
   maxSeconds: z.number().positive().optional(),
+  /**
+   * What the site trains on (segmenters; generators always use real slices only). Absent: the site's real training
+   * slices. With `syntheticShare` s: a training set of `totalSlices` (default: the site's real training slice count)
+   * drawn deterministically (seed) as round(s·total) slices of the `synthetic-pool` input and the rest from the
+   * site's real training slices — s = 1 is "synthetic only", s = 0 "real only"; `both: true` instead uses all real
+   * training slices plus the whole pool (the paper's "real + synthetic").
+   */
+  data: z
+    .strictObject({
+      syntheticShare: z.number().min(0).max(1).default(0),
+      totalSlices: z.number().int().min(1).optional(),
+      both: z.boolean().default(false),
+    })
+    .optional(),
 });
 export type TrainRoundPayload = z.output<typeof trainRoundPayloadSchema>;
 
