@@ -1,4 +1,5 @@
-// Progress for long jobs on stderr: one rewritten line on a terminal, a line every few percent in a log.
+// Progress for long jobs on stderr: one rewritten line on a terminal; in a log, a line every 10 % or every 30 s,
+// whichever comes first (a 100 000-step run still shows it is alive).
 
 export interface ProgressSink {
   update(done: number, total: number, detail?: string): void;
@@ -14,12 +15,14 @@ function formatDuration(ms: number): string {
 export class StderrProgress implements ProgressSink {
   private readonly started = Date.now();
   private lastPercent = -Infinity;
+  private lastLineAt = -Infinity;
   private readonly tty: boolean;
 
   constructor(
     private readonly label: string,
     private readonly unit = 'items',
     private readonly stream: NodeJS.WriteStream = process.stderr,
+    private readonly logIntervalMs = 30_000,
   ) {
     this.tty = Boolean(stream.isTTY);
   }
@@ -32,8 +35,13 @@ export class StderrProgress implements ProgressSink {
     const line = `${this.label} ${done}/${total} ${this.unit} (${percent.toFixed(0)}%) ${rate.toFixed(2)} ${this.unit}/s ETA ${formatDuration(eta)}${detail ? ` ${detail}` : ''}`;
     if (this.tty) {
       this.stream.write(`\r\x1b[2K${line}`);
-    } else if (percent - this.lastPercent >= 10 || done === total) {
+    } else if (
+      percent - this.lastPercent >= 10 ||
+      elapsed - this.lastLineAt >= this.logIntervalMs ||
+      done === total
+    ) {
       this.lastPercent = percent;
+      this.lastLineAt = elapsed;
       this.stream.write(`${line}\n`);
     }
   }
