@@ -20,6 +20,7 @@ import { KeysModule } from './keys/keys.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { SitesModule } from './sites/sites.module.js';
+import { StudiesModule } from './studies/studies.module.js';
 
 export type ModuleImport = Type | DynamicModule | Promise<DynamicModule> | ForwardReference;
 
@@ -49,6 +50,7 @@ export class AppModule {
         BlobsModule,
         JobsModule,
         FederationModule,
+        StudiesModule,
         ...(options.imports ?? []),
       ],
       providers: [{ provide: APP_PIPE, useValue: new StandardSchemaValidationPipe() }],

@@ -4,6 +4,16 @@ import { InitialSchemaPostgres1764115200000 } from './postgres/1764115200000-ini
 import { InitialSchemaSqlite1764115200000 } from './sqlite/1764115200000-initial-schema.js';
 import { FederationPostgres1764892800000 } from './postgres/1764892800000-federation.js';
 import { FederationSqlite1764892800000 } from './sqlite/1764892800000-federation.js';
+import { StudiesPostgres1765000000000 } from './postgres/1765000000000-studies.js';
+import { StudiesSqlite1765000000000 } from './sqlite/1765000000000-studies.js';
 
-export const SQLITE_MIGRATIONS = [InitialSchemaSqlite1764115200000, FederationSqlite1764892800000];
-export const POSTGRES_MIGRATIONS = [InitialSchemaPostgres1764115200000, FederationPostgres1764892800000];
+export const SQLITE_MIGRATIONS = [
+  InitialSchemaSqlite1764115200000,
+  FederationSqlite1764892800000,
+  StudiesSqlite1765000000000,
+];
+export const POSTGRES_MIGRATIONS = [
+  InitialSchemaPostgres1764115200000,
+  FederationPostgres1764892800000,
+  StudiesPostgres1765000000000,
+];
