@@ -7,6 +7,7 @@ import {
 } from '@nestjs/common';
 import { APP_PIPE } from '@nestjs/core';
 import type { DestinationStream } from 'pino';
+import { AuditsModule } from './audits/audits.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { BlobsModule } from './blobs/blobs.module.js';
 import type { CoordinatorConfig } from './config/coordinator-config.js';
@@ -19,6 +20,7 @@ import { JobsModule } from './jobs/jobs.module.js';
 import { KeysModule } from './keys/keys.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
+import { ReleasesModule } from './releases/releases.module.js';
 import { SitesModule } from './sites/sites.module.js';
 import { StudiesModule } from './studies/studies.module.js';
 
@@ -51,6 +53,8 @@ export class AppModule {
         JobsModule,
         FederationModule,
         StudiesModule,
+        AuditsModule,
+        ReleasesModule,
         ...(options.imports ?? []),
       ],
       providers: [{ provide: APP_PIPE, useValue: new StandardSchemaValidationPipe() }],

@@ -1,6 +1,8 @@
+import { Audit } from '../audits/audit.entity.js';
 import { BlobRecord } from '../blobs/blob-record.entity.js';
 import { SiteSession } from '../federation/site-session.entity.js';
 import { Job } from '../jobs/job.entity.js';
+import { Release } from '../releases/release.entity.js';
 import { PoolSample, Study, StudyRound } from '../studies/study.entity.js';
 import { EnrollmentToken } from '../sites/enrollment-token.entity.js';
 import { Site } from '../sites/site.entity.js';
@@ -17,4 +19,6 @@ export const ENTITIES = [
   Study,
   StudyRound,
   PoolSample,
+  Audit,
+  Release,
 ];

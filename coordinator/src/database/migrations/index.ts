@@ -6,14 +6,18 @@ import { FederationPostgres1764892800000 } from './postgres/1764892800000-federa
 import { FederationSqlite1764892800000 } from './sqlite/1764892800000-federation.js';
 import { StudiesPostgres1765000000000 } from './postgres/1765000000000-studies.js';
 import { StudiesSqlite1765000000000 } from './sqlite/1765000000000-studies.js';
+import { AuditsReleasesPostgres1765100000000 } from './postgres/1765100000000-audits-releases.js';
+import { AuditsReleasesSqlite1765100000000 } from './sqlite/1765100000000-audits-releases.js';
 
 export const SQLITE_MIGRATIONS = [
   InitialSchemaSqlite1764115200000,
   FederationSqlite1764892800000,
   StudiesSqlite1765000000000,
+  AuditsReleasesSqlite1765100000000,
 ];
 export const POSTGRES_MIGRATIONS = [
   InitialSchemaPostgres1764115200000,
   FederationPostgres1764892800000,
   StudiesPostgres1765000000000,
+  AuditsReleasesPostgres1765100000000,
 ];
