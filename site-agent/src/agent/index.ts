@@ -6,6 +6,7 @@ export * from './job-store.js';
 export * from './logger.js';
 export * from './rate-limiter.js';
 export * from './site-agent.js';
+export * from './private-slices.js';
 export * from './site-state.js';
 export * from './version.js';
 export * from './handlers/index.js';

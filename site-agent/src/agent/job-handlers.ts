@@ -3,6 +3,7 @@
 import type { JobKind, JobOffer, TransferKind } from '@fedsynth/common/protocol/index';
 import type { TransferProgress } from '@fedsynth/common/transfer/index';
 import type { AgentLogger } from './logger.js';
+import type { PrivateSlicesOptions } from './private-slices.js';
 
 export type OfferedJob = JobOffer['job'];
 
@@ -43,6 +44,13 @@ export interface JobContext {
   upload(source: UploadSource, options: UploadOptions): Promise<JobOutput>;
   /** Fetches one of the job's inputs (by role or sha256) into the site's blob store; resolves with its path. */
   download(input: string): Promise<string>;
+  /**
+   * The site's private slice store for a model's input size (`size`² slices): a store of that size in the data
+   * folder, else the data folder's cases sliced once with the matching preset into a cache of the state dir (long
+   * the first time: `onProgress` counts cases). Fixed subject split. Private: never upload it. Optional so that
+   * hand-made contexts of handlers without data (tests) need not provide it; the agent always does.
+   */
+  privateSlices?(size: number, options?: PrivateSlicesOptions): Promise<string>;
 }
 
 export interface JobOutcome {

@@ -59,6 +59,7 @@ import {
   defaultJobHandlers,
 } from './job-handlers.js';
 import { type JobRecord, JobStore } from './job-store.js';
+import { PrivateSliceStores } from './private-slices.js';
 import { type AgentLogger, streamLogger } from './logger.js';
 import { TokenBucket, rateLimitedEmitter } from './rate-limiter.js';
 import { type SiteState, agentPaths } from './site-state.js';
@@ -173,6 +174,8 @@ export class SiteAgent {
   readonly events = new EventEmitter<SiteAgentEventMap>();
   readonly store: JobStore;
   readonly downloads: FileBlobStore;
+  /** the site's private slice stores (data folder, or sliced into <state>/slices) */
+  readonly privateSlices: PrivateSliceStores;
   private readonly receiver: TransferReceiver;
   private readonly handlers: JobHandlerRegistry;
   private readonly log: AgentLogger;
@@ -211,6 +214,11 @@ export class SiteAgent {
     this.handlers = options.handlers ?? defaultJobHandlers;
     this.log = options.logger ?? streamLogger('info');
     this.clock = options.clock ?? systemClock;
+    this.privateSlices = new PrivateSliceStores(
+      options.site.dataDir,
+      path.join(options.stateDir, 'slices'),
+      this.log,
+    );
     this.concurrency = Math.max(1, options.concurrency ?? 1);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.progressIntervalMs = options.progressIntervalMs ?? 1_000;
@@ -776,6 +784,7 @@ export class SiteAgent {
       progress: (fraction, detail) => this.reportProgress(a, fraction, detail),
       upload: (source, options) => this.upload(a, source, options),
       download: (input) => this.download(a, input),
+      privateSlices: (size, options) => this.privateSlices.forSize(size, options),
     };
   }
 

@@ -24,6 +24,10 @@ export interface TrainingJobOptions {
   maxSeconds?: number;
   onProgress?: (progress: TrainingProgress) => void;
   log?: (line: string) => void;
+  /** start from these weights (fedsynth-weights blob of the model's architecture) with a fresh optimizer */
+  initialWeights?: Uint8Array;
+  /** the EMA shadows to start from (models that keep one); default: a copy of initialWeights */
+  initialEma?: Uint8Array;
 }
 
 /** The fields every model card carries. */
@@ -69,7 +73,8 @@ export async function runTrainingJob(
   const trainedOn = await trainingSetOf(store);
   const workers = options.workers ?? 2;
   const batchSize = options.batchSize ?? 8;
-  const timeLimit = options.maxSeconds !== undefined ? AbortSignal.timeout(options.maxSeconds * 1000) : undefined;
+  const timeLimit =
+    options.maxSeconds !== undefined ? AbortSignal.timeout(options.maxSeconds * 1000) : undefined;
   const signals = [options.signal, timeLimit].filter((s): s is AbortSignal => s !== undefined);
   const run = startTraining<object>(
     {
@@ -85,7 +90,11 @@ export async function runTrainingJob(
     {
       onProgress: options.onProgress,
       signal: signals.length ? AbortSignal.any(signals) : undefined,
-      resume: options.resume, logger: options.log },
+      resume: options.resume,
+      logger: options.log,
+      ...(options.initialWeights && { initialWeights: options.initialWeights }),
+      ...(options.initialEma && { initialEma: options.initialEma }),
+    },
   );
   const result = await run.done;
   return {

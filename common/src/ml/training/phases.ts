@@ -324,6 +324,13 @@ export class EmaShadows {
     }
   }
 
+  /** Shadows ← the model's current variables (after the model was given other weights than its init). */
+  resetFromModel(): void {
+    tf.tidy(() => {
+      for (const source of this.sources) this.shadows[source].assign(this.model.variables[source]);
+    });
+  }
+
   /** shadow ← variable + β·(shadow − variable) (StyleGAN's p.lerp(p_ema, β)). */
   update(beta: number): void {
     tf.tidy(() => {

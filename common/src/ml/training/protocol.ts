@@ -12,6 +12,11 @@ export interface WorkerInit {
   control: SharedArrayBuffer;
   /** State to continue from (every worker gets the same bytes). */
   resume?: { step: number; weights: Uint8Array; optimizer: Uint8Array; ema?: Uint8Array };
+  /**
+   * Weights to start a fresh run from (ignored when resuming): assigned after the task built the model, with a
+   * fresh optimizer; the EMA shadows start from `ema` when given, else from these weights.
+   */
+  initial?: { weights: Uint8Array; ema?: Uint8Array };
 }
 
 export interface StartMessage {

@@ -90,6 +90,14 @@ export interface StartTrainingOptions {
   signal?: AbortSignal;
   /** Continue from the newest valid checkpoint in spec.checkpointDir (start at step 0 when there is none). */
   resume?: boolean;
+  /**
+   * Start from these weights (a fedsynth-weights blob of the task's architecture) instead of the task's random
+   * init, with a fresh optimizer: a federated round continuing the global model. Ignored when resuming from a
+   * checkpoint (which holds the weights reached). A blob of another architecture fails the run.
+   */
+  initialWeights?: Uint8Array;
+  /** The EMA shadows to start from (tasks that keep an EMA); default: a copy of initialWeights. */
+  initialEma?: Uint8Array;
   /** Write a checkpoint of the state reached when the run is cancelled (default true). */
   checkpointOnCancel?: boolean;
   /** Fail the run when the workers are not all initialised (backend, task, data) within this (default: never). */
@@ -350,6 +358,13 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> {
               ...(resume.ema && { ema: new Uint8Array(resume.ema) }),
             },
           }),
+          ...(!resume &&
+            this.options.initialWeights && {
+              initial: {
+                weights: new Uint8Array(this.options.initialWeights),
+                ...(this.options.initialEma && { ema: new Uint8Array(this.options.initialEma) }),
+              },
+            }),
         };
         this.spawnWorker(worker, init, onMessage);
       }

@@ -159,6 +159,20 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
         setup.ema.load(init.resume.ema, `checkpoint EMA weights (step ${init.resume.step})`);
       }
       startStep = init.resume.step;
+    } else if (init.initial) {
+      const decoded = decodeWeights(init.initial.weights, 'initial weights');
+      if (architectureKey(decoded.manifest.architecture) !== architectureKey(model.architecture)) {
+        throw new WeightsMismatchError(
+          `initial weights are for ${architectureKey(decoded.manifest.architecture)}, ` +
+            `the task built ${architectureKey(model.architecture)}`,
+        );
+      }
+      assignWeights(model.variables, decoded.tensors);
+      // The optimizers were built fresh by buildPhaseSetup; only the EMA shadows still hold the random init.
+      if (setup.ema) {
+        if (init.initial.ema) setup.ema.load(init.initial.ema, 'initial EMA weights');
+        else setup.ema.resetFromModel();
+      }
     }
     await task.loadShard(workerIndex, workers);
     const layout = parameterLayout(model.variables);
