@@ -14,6 +14,8 @@ import type { CoordinatorConfig } from './config/coordinator-config.js';
 import type { Clock } from './core/clock.js';
 import { CoreModule } from './core/core.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { EvaluationEvidence } from './evaluations/evaluation-evidence.js';
+import { EvaluationsModule } from './evaluations/evaluations.module.js';
 import { FederationModule } from './federation/federation.module.js';
 import { HealthModule } from './health/health.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
@@ -53,8 +55,10 @@ export class AppModule {
         JobsModule,
         FederationModule,
         StudiesModule,
+        EvaluationsModule,
         AuditsModule,
-        ReleasesModule,
+        // the release card's utility numbers come from the evaluations' comparison
+        ReleasesModule.withEvidence(EvaluationEvidence, [EvaluationsModule]),
         ...(options.imports ?? []),
       ],
       providers: [{ provide: APP_PIPE, useValue: new StandardSchemaValidationPipe() }],

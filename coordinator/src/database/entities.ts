@@ -1,5 +1,6 @@
 import { Audit } from '../audits/audit.entity.js';
 import { BlobRecord } from '../blobs/blob-record.entity.js';
+import { Evaluation, SegmenterRun, UtilityRun } from '../evaluations/evaluation.entities.js';
 import { SiteSession } from '../federation/site-session.entity.js';
 import { Job } from '../jobs/job.entity.js';
 import { Release } from '../releases/release.entity.js';
@@ -19,6 +20,9 @@ export const ENTITIES = [
   Study,
   StudyRound,
   PoolSample,
+  SegmenterRun,
+  Evaluation,
+  UtilityRun,
   Audit,
   Release,
 ];
