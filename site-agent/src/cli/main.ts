@@ -10,6 +10,7 @@ import { registerSegmenterCommands } from './commands/segmenter.commands.js';
 import { registerDoctorCommand } from './commands/doctor.command.js';
 import { registerGeneratorCommands } from './commands/generator.commands.js';
 import { registerSiteCommand } from './commands/site.command.js';
+import { registerAuditCommand } from './commands/audit.command.js';
 import { UsageError } from './cli-errors.js';
 
 export function buildProgram(): Command {
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerCoordinatorCommand(program);
   registerAdminCommand(program);
   registerSiteCommand(program);
+  registerAuditCommand(program);
   return program;
 }
 

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UsageError, parseInteger } from '../cli-errors.js';
+import { registerSiteReviewCommand } from './audit.command.js';
 
 interface EnrollOptions {
   coordinator: string;
@@ -173,4 +174,6 @@ export function registerSiteCommand(program: Command): void {
         await release();
       }
     });
+
+  registerSiteReviewCommand(site);
 }

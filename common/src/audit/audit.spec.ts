@@ -1,0 +1,247 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { writePhantomSites } from '../phantom/index.js';
+import { buildSliceStore } from '../slices/slice-pipeline.js';
+import { SliceStoreReader } from '../slices/slice-store.js';
+import { createRng } from '../util/rng.js';
+import { plantedSet, writeCandidateStore, PERTURBATIONS } from './audit-fixtures.js';
+import { PrivateIndex, resolveSettings, runAudit, scoreQueries, auditThreshold, quantile } from './audit.js';
+import { runAuditInWorker } from './run-in-worker.js';
+import {
+  allocPrivates,
+  allocQueries,
+  imageOf,
+  MASK_LEVEL,
+  pairScore,
+  preparePrivate,
+  prepareQuery,
+} from './vectors.js';
+
+/** Textbook Pearson over the query's foreground (mean image intensity > MASK_LEVEL), in doubles, on raw bytes. */
+function directPearson(
+  a: Uint8Array,
+  ai: number,
+  b: Uint8Array,
+  bi: number,
+  size: number,
+  channels: number,
+): number {
+  const values: Array<[number, number]> = [];
+  const fg: number[] = [];
+  for (let p = 0; p < size * size; p++) {
+    let sum = 0;
+    for (let c = 0; c < 4; c++) sum += a[(ai * size * size + p) * channels + c]!;
+    if (sum / 4 > MASK_LEVEL) fg.push(p);
+  }
+  const pixels = fg.length >= 0.01 * size * size ? fg : Array.from({ length: size * size }, (_, p) => p);
+  for (const p of pixels) {
+    for (let c = 0; c < 4; c++) {
+      values.push([a[(ai * size * size + p) * channels + c]!, b[(bi * size * size + p) * channels + c]!]);
+    }
+  }
+  const mx = values.reduce((s, v) => s + v[0], 0) / values.length;
+  const my = values.reduce((s, v) => s + v[1], 0) / values.length;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (const [x, y] of values) {
+    sxy += (x - mx) * (y - my);
+    sxx += (x - mx) ** 2;
+    syy += (y - my) ** 2;
+  }
+  return sxy / Math.sqrt(sxx * syy);
+}
+
+describe('memorization audit on phantom slices', () => {
+  let root: string;
+  let privateFile: string;
+  let otherFile: string;
+  before(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-audit-'));
+    const manifest = await writePhantomSites({
+      out: path.join(root, 'data'),
+      sites: 2,
+      cases: 7,
+      siteSizes: [5, 2],
+      seed: 21,
+      naming: '2021',
+      dims: [200, 200, 100],
+    });
+    privateFile = path.join(root, 'private.fss');
+    otherFile = path.join(root, 'other.fss');
+    await buildSliceStore({
+      dataDir: manifest.sites[0]!.dir,
+      out: privateFile,
+      preset: 'cpu64',
+      testFraction: 0.3,
+      seed: 2,
+    });
+    await buildSliceStore({
+      dataDir: manifest.sites[1]!.dir,
+      out: otherFile,
+      preset: 'cpu64',
+      testFraction: 0,
+      seed: 2,
+    });
+  });
+  after(async () => rm(root, { recursive: true, force: true }));
+
+  it('the masked Pearson of the prepared vectors matches the direct formula', async () => {
+    const store = await SliceStoreReader.open(privateFile);
+    try {
+      const { size } = store.meta;
+      const channels = store.meta.channels.length;
+      const geometry = { size, channels };
+      const data = await store.readRange(0, store.count);
+      const rng = createRng(4);
+      const q = allocQueries(size * size, 1);
+      const p = allocPrivates(size * size, 1);
+      for (let k = 0; k < 20; k++) {
+        const a = rng.int(store.count);
+        const b = rng.int(store.count);
+        q.n[0] = prepareQuery(imageOf(data, a, geometry), size * size, q.centred, q.mask, 0);
+        preparePrivate(imageOf(data, b, geometry), size * size, p.values, p.sums, p.squares, 0);
+        const got = pairScore(q, 0, p, 0);
+        assert.ok(
+          Math.abs(got - directPearson(data, a, data, b, size, channels)) < 1e-5,
+          `pair ${a}, ${b}: ${got}`,
+        );
+      }
+      q.n[0] = prepareQuery(imageOf(data, 3, geometry), size * size, q.centred, q.mask, 0);
+      preparePrivate(imageOf(data, 3, geometry), size * size, p.values, p.sums, p.squares, 0);
+      assert.ok(Math.abs(pairScore(q, 0, p, 0) - 1) < 1e-5, 'a slice correlates 1 with itself');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('coarse-to-fine equals a brute-force full-resolution search when k covers every private slice', async () => {
+    const store = await SliceStoreReader.open(privateFile);
+    const other = await SliceStoreReader.open(otherFile);
+    try {
+      const { size } = store.meta;
+      const geometry = { size, channels: store.meta.channels.length };
+      const train = store.indicesOf('train');
+      const queries = await other.readRange(0, 12);
+      const trainData = await store.readIndices(train);
+      const brute = (qi: number, mirrorOnly?: boolean) => {
+        let best = -Infinity;
+        const q = allocQueries(size * size, 1);
+        q.n[0] = prepareQuery(imageOf(queries, qi, geometry), size * size, q.centred, q.mask, 0);
+        const p = allocPrivates(size * size, 1);
+        for (let t = 0; t < train.length; t++) {
+          for (const mirror of mirrorOnly ? [true] : [false, true]) {
+            preparePrivate(
+              imageOf(trainData, t, geometry, { mirror }),
+              size * size,
+              p.values,
+              p.sums,
+              p.squares,
+              0,
+            );
+            best = Math.max(best, pairScore(q, 0, p, 0));
+          }
+        }
+        return best;
+      };
+      const index = await PrivateIndex.build(store, train, 16);
+      const all = resolveSettings(size, { margin: 0, topK: 2 * train.length, maxShift: 0, coarseSize: 16 });
+      const exhaustive = await scoreQueries(queries, 12, geometry, index, all);
+      const usual = await scoreQueries(
+        queries,
+        12,
+        geometry,
+        index,
+        resolveSettings(size, { margin: 0, maxShift: 0 }),
+      );
+      for (let i = 0; i < 12; i++) {
+        assert.ok(Math.abs(exhaustive[i]!.score - brute(i)) < 1e-5, `query ${i}`);
+        // The default top-k's exact score is a real pair's full-resolution score.
+        assert.ok(usual[i]!.score <= exhaustive[i]!.score + 1e-6);
+        const m = usual[i]!;
+        const t = train.indexOf(m.privateIndex);
+        const q = allocQueries(size * size, 1);
+        q.n[0] = prepareQuery(imageOf(queries, i, geometry), size * size, q.centred, q.mask, 0);
+        const p = allocPrivates(size * size, 1);
+        preparePrivate(
+          imageOf(trainData, t, geometry, { mirror: m.mirrored }),
+          size * size,
+          p.values,
+          p.sums,
+          p.squares,
+          0,
+        );
+        assert.ok(Math.abs(pairScore(q, 0, p, 0) - m.score) < 1e-6);
+      }
+      // For unrelated slices (no copy) the coarse ranking may pick a near-equal neighbour: a lower bound, close.
+      const gap = usual.reduce((s, m, i) => s + exhaustive[i]!.score - m.score, 0) / 12;
+      assert.ok(gap < 0.02, `mean gap to the brute-force maximum ${gap}`);
+    } finally {
+      await store.close();
+      await other.close();
+    }
+  });
+
+  it('flags planted copies (noise, scale, shift, mirror, mixed) and passes fresh subjects; the worker agrees', async () => {
+    const store = await SliceStoreReader.open(privateFile);
+    const other = await SliceStoreReader.open(otherFile);
+    const candidates = path.join(root, 'candidates.fss');
+    let set;
+    try {
+      set = await plantedSet(store, 60, await other.readRange(0, other.count), 7);
+      await writeCandidateStore(candidates, store, set.data);
+    } finally {
+      await store.close();
+      await other.close();
+    }
+    const result = await runAudit({ candidates, privateStore: privateFile, margin: 0.05 });
+    assert.equal(result.scores.length, set.planted + set.fresh);
+    assert.equal(result.threshold, quantile(result.reference, 0.99) + 0.05);
+    assert.equal(result.threshold, auditThreshold(result.reference, 0.05));
+    const flagged = new Set(result.flagged);
+    const missed = set.sources.flatMap((s, i) => (flagged.has(i) ? [] : [`${s.kind} ${result.scores[i]}`]));
+    assert.deepEqual(missed, [], `every planted copy is flagged (threshold ${result.threshold})`);
+    for (const kind of PERTURBATIONS) assert.ok(set.sources.some((s) => s.kind === kind));
+    const freshFlagged = result.flagged.filter((i) => i >= set.planted).length;
+    assert.ok(set.fresh >= 30);
+    assert.ok(
+      freshFlagged <= Math.floor(0.01 * set.fresh),
+      `${freshFlagged}/${set.fresh} fresh slices flagged`,
+    );
+    // Most planted copies are traced to the slice they came from.
+    const traced = set.sources.filter((s, i) => result.matches[i]!.privateIndex === s.privateIndex).length;
+    assert.ok(traced >= 0.9 * set.planted, `${traced} traced`);
+
+    const inWorker = await runAuditInWorker({ candidates, privateStore: privateFile, margin: 0.05 });
+    assert.deepEqual(inWorker.scores, result.scores);
+    assert.deepEqual(inWorker.flagged, result.flagged);
+  });
+
+  it('names the file on bad input', async () => {
+    const junk = path.join(root, 'junk.fss');
+    await writeFile(junk, Buffer.alloc(100, 7));
+    await assert.rejects(runAudit({ candidates: junk, privateStore: privateFile, margin: 0 }), (e: Error) =>
+      e.message.includes(junk),
+    );
+    const store = await SliceStoreReader.open(otherFile);
+    const wrongSize = path.join(root, 'wrong-size.fss');
+    try {
+      const data = await store.readRange(0, 2);
+      const small = new Uint8Array((data.length / 4) | 0);
+      await writeCandidateStore(
+        wrongSize,
+        { meta: { ...store.meta, size: 16, sliceBytes: 16 * 16 * 5 } } as SliceStoreReader,
+        small.subarray(0, 2 * 16 * 16 * 5),
+      );
+    } finally {
+      await store.close();
+    }
+    await assert.rejects(
+      runAuditInWorker({ candidates: wrongSize, privateStore: privateFile, margin: 0 }),
+      (e: Error) => e.message.includes(wrongSize) && /16².*64²/.test(e.message),
+    );
+  });
+});

@@ -1,0 +1,7 @@
+export * from './vectors.js';
+export * from './coarse-search.js';
+export * from './audit.js';
+export * from './run-in-worker.js';
+export * from './local-record.js';
+export * from './review-page.js';
+export * from './audit-fixtures.js';
