@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -14,9 +14,10 @@ import { after, before, describe, it } from 'node:test';
 import { writePhantomSites } from '../phantom/index.js';
 import { buildSliceStore } from '../slices/slice-pipeline.js';
 import { SliceStoreReader } from '../slices/slice-store.js';
-import { buildRelease, type ReleaseSummary } from './release-builder.js';
-import { parseManifest } from './release-manifest.js';
+import { buildRelease, removeReleaseFolder, type ReleaseSummary } from './release-builder.js';
+import { parseManifest, ReleaseIntegrityError, verifyRelease } from './release-manifest.js';
 import { releaseTarStream } from './release-tar.js';
+import { buildReleaseInWorker } from './run-release-worker.js';
 
 const run = promisify(execFile);
 const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -114,7 +115,8 @@ describe('release builder', () => {
       previewRows: 4,
     });
   });
-  after(async () => rm(root, { recursive: true, force: true }));
+  // release folders are read-only (0555): removeReleaseFolder opens them up first
+  after(async () => removeReleaseFolder(root));
 
   it('releases every candidate but the withheld ones, with provenance per sample', async () => {
     assert.equal(summary.candidates, candidates.length);
@@ -271,6 +273,57 @@ describe('release builder', () => {
     await run('sha256sum', ['-c', '--quiet', 'MANIFEST.sha256'], {
       cwd: path.join(x, 'fedsynth-release-v1'),
     });
+  });
+
+  it('builds the same release in a worker thread; folders end read-only; a changed or missing file is caught', async () => {
+    const options = {
+      out: path.join(root, 'w'),
+      sources: stores.map((store, i) => ({ store, site: `site-${i + 1}`, generator: 'stylegan2/tiny' })),
+      withheld: [0],
+      facts: { title: 't', study: { id: 's' }, createdAt: '2030-01-01T00:00:00.000Z' },
+      casePrefix: 'W',
+    };
+    const inWorker = await buildReleaseInWorker(options);
+    await removeReleaseFolder(path.join(root, 'm'));
+    const inProcess = await buildRelease({ ...options, out: path.join(root, 'm') });
+    assert.equal(inWorker.manifestSha256, inProcess.manifestSha256, 'same bytes either way');
+    for (const dir of ['', 'samples', 'previews', 'nnUNet_raw'])
+      assert.equal((await stat(path.join(inWorker.folder, dir))).mode & 0o777, 0o555, `${dir || '.'} mode`);
+    await assert.rejects(buildReleaseInWorker(options), /exists already/, 'errors come back from the worker');
+
+    const checked = await verifyRelease(inWorker.folder, inWorker.manifestSha256);
+    assert.deepEqual(checked.files, [
+      ...inWorker.files.filter((f) => f !== 'MANIFEST.sha256'),
+      'MANIFEST.sha256',
+    ]);
+    await assert.rejects(verifyRelease(inWorker.folder, 'f'.repeat(64)), /MANIFEST.sha256 was changed/);
+
+    // changed after the check: the tar stream hashes as it sends and fails before the archive is complete
+    const victim = inWorker.files.find((f) => f.endsWith('-seg.nii.gz'))!;
+    const victimFile = path.join(inWorker.folder, ...victim.split('/'));
+    await chmod(path.dirname(victimFile), 0o755);
+    await chmod(victimFile, 0o644);
+    const bytes = await readFile(victimFile);
+    bytes[10] ^= 0xff;
+    await writeFile(victimFile, bytes);
+    const chunks: Buffer[] = [];
+    await assert.rejects(
+      pipeline(
+        releaseTarStream(inWorker.folder, { prefix: 'w', files: checked.files, sha256: checked.sha256 }),
+        async (source: AsyncIterable<Buffer>) => {
+          for await (const chunk of source) chunks.push(chunk);
+        },
+      ),
+      (error: Error) => error instanceof ReleaseIntegrityError && error.message.includes(`${victim} changed`),
+    );
+    await assert.rejects(
+      verifyRelease(inWorker.folder, inWorker.manifestSha256),
+      new RegExp(`${victim.replace(/[.]/g, '\\.')} does not match its sha256`),
+    );
+    await removeReleaseFolder(victimFile);
+    await assert.rejects(verifyRelease(inWorker.folder), (error: Error) =>
+      error.message.includes(`${victim} is missing`),
+    );
   });
 
   it('refuses an existing folder and withheld indices outside the pool, leaving nothing behind', async () => {

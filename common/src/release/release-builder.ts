@@ -1,9 +1,9 @@
 // Builds a release folder from candidate slice stores: the candidates not withheld become samples, written as
 // per-sample NIfTI in BraTS 2023 naming, the nnU-Net v2 raw layout, PNG previews, a provenance table, a dataset
 // card (card.json + README.md) and a sha256 manifest. The folder is written under a temporary name and renamed
-// when complete, and its files are made read-only: a release is written once.
+// when complete, and its files (0444) and folders (0555) are made read-only: a release is written once.
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
@@ -278,6 +278,8 @@ export async function buildRelease(options: BuildReleaseOptions): Promise<Releas
       await chmod(full, 0o444);
     }
     await rename(temp, options.out);
+    // folders last (deepest first): nothing can be added, renamed or removed inside a release afterwards
+    await setFolderModes(options.out, 0o555);
     return {
       folder: options.out,
       samples,
@@ -289,11 +291,30 @@ export async function buildRelease(options: BuildReleaseOptions): Promise<Releas
       card,
     };
   } catch (error) {
-    await rm(temp, { recursive: true, force: true });
+    await removeReleaseFolder(temp);
     throw error;
   } finally {
     await Promise.all(readers.map((r) => r.close()));
   }
+}
+
+/** chmod of every folder under (and including) `dir`, children first. */
+async function setFolderModes(dir: string, mode: number): Promise<void> {
+  if (mode & 0o200) await chmod(dir, mode); // opening up: the parent first, so its children can be reached
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) await setFolderModes(path.join(dir, entry.name), mode);
+  }
+  if (!(mode & 0o200)) await chmod(dir, mode);
+}
+
+/**
+ * Removes a (possibly read-only) release folder: its folders are made writable first, as `rm -r` needs write
+ * permission on a folder to unlink its entries. For leftovers of interrupted builds and for tests.
+ */
+export async function removeReleaseFolder(dir: string): Promise<void> {
+  if (!(await exists(dir))) return;
+  if ((await stat(dir)).isDirectory()) await setFolderModes(dir, 0o755);
+  await rm(dir, { recursive: true, force: true });
 }
 
 function csv(value: string): string {

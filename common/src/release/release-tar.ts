@@ -1,12 +1,13 @@
 // A release folder as a tar stream (ustar via tar-stream): files are added one at a time and each is streamed from
 // disk with back-pressure, so memory stays flat whatever the release's size.
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { listReleaseFiles } from './release-manifest.js';
+import { listReleaseFiles, ReleaseIntegrityError } from './release-manifest.js';
 
 export interface ReleaseTarOptions {
   /** folder name inside the archive (e.g. fedsynth-release-v3); files land under it */
@@ -15,6 +16,11 @@ export interface ReleaseTarOptions {
   mtime?: Date;
   /** the files to pack, relative to the folder (default: every file, sorted) */
   files?: readonly string[];
+  /**
+   * sha256 per file (e.g. from verifyRelease): each file is hashed while it is sent and a mismatch (a file changed
+   * after the check) destroys the stream with a ReleaseIntegrityError before the archive is complete.
+   */
+  sha256?: ReadonlyMap<string, string>;
 }
 
 /** A Node Readable of the tar archive; errors (a file vanished, a size changed) destroy it. */
@@ -50,7 +56,29 @@ export function releaseTarStream(folder: string, options: ReleaseTarOptions): Re
         mode: 0o444,
         mtime: options.mtime ?? st.mtime,
       });
-      await pipeline(createReadStream(file), entry);
+      const expected = options.sha256?.get(rel);
+      if (options.sha256 && !expected)
+        throw new ReleaseIntegrityError(`${rel} has no sha256 to check against`);
+      if (!expected) {
+        await pipeline(createReadStream(file), entry);
+        continue;
+      }
+      const hash = createHash('sha256');
+      const check = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hash.update(chunk);
+          done(null, chunk);
+        },
+        flush(done) {
+          const actual = hash.digest('hex');
+          done(
+            actual === expected
+              ? null
+              : new ReleaseIntegrityError(`${rel} changed: its sha256 no longer matches the manifest`),
+          );
+        },
+      });
+      await pipeline(createReadStream(file), check, entry);
     }
     pack.finalize();
   };

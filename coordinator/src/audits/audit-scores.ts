@@ -62,15 +62,16 @@ export function flaggedOf(scores: AuditScores): number[] {
 
 /** Per candidate the maximum over sites; withheld = flagged by any site. */
 export function combineSites(
-  perSite: Array<{ scores: readonly number[]; flagged: readonly number[] }>,
+  perSite: Array<{ scores: ArrayLike<number>; flagged: readonly number[] }>,
 ): AuditCombined {
   const n = perSite[0]?.scores.length ?? 0;
   const maxScores = new Array<number>(n).fill(-1);
   const withheld = new Set<number>();
   for (const site of perSite) {
-    site.scores.forEach((s, i) => {
+    for (let i = 0; i < n; i++) {
+      const s = site.scores[i]!;
       if (s > maxScores[i]!) maxScores[i] = s;
-    });
+    }
     site.flagged.forEach((i) => withheld.add(i));
   }
   return { maxScores, histogram: histogram(maxScores), withheld: [...withheld].sort((a, b) => a - b) };

@@ -35,10 +35,14 @@ export class AuditsController {
   @Roles('admin')
   @Post()
   @ApiOperation({
-    summary: "Audit a study's samples: build the candidate pool and send an 'audit' job to every active site",
+    summary:
+      "Audit a done study's pool: build the candidate pool and send an 'audit' job to every active site",
   })
   @ApiBody({ schema: openApiSchema(StartAuditBody) })
-  @ApiConflictResponse({ description: 'the study has no samples, or there is no active site' })
+  @ApiConflictResponse({
+    description:
+      'the study is not a done generator study, has no pooled samples, or a contributing site cannot audit (named)',
+  })
   async start(
     @Body({ schema: StartAuditBody }) body: StartAuditBody,
     @CurrentUser() user: AuthenticatedUser,

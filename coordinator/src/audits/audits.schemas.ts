@@ -1,7 +1,8 @@
 import { z } from 'zod';
 
 export const StartAuditBody = z.strictObject({
-  studyId: z.string().trim().min(1).max(64),
+  /** a generator study in state 'done' (studies are uuids) */
+  studyId: z.uuid(),
   /** added to each site's reference (its train→held-out maxima) to make its threshold */
   margin: z.number().min(0).max(1),
 });

@@ -12,7 +12,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { renderSliceGrid } from '@fedsynth/common/imaging/index';
-import { samplePayloadSchema, type AuditPayload } from '@fedsynth/common/protocol/job-payloads';
+import type { AuditPayload } from '@fedsynth/common/protocol/job-payloads';
 import { SliceStoreReader, SliceStoreWriter } from '@fedsynth/common/slices/index';
 import { In, type Repository } from 'typeorm';
 import { BlobsService } from '../blobs/blobs.service.js';
@@ -23,6 +23,7 @@ import { JobEvents } from '../jobs/job-events.js';
 import type { Job } from '../jobs/job.entity.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { SitesService } from '../sites/sites.service.js';
+import { StudiesService } from '../studies/studies.service.js';
 import { AuditScoresRefused, combineSites, flaggedOf, histogram, parseAuditScores } from './audit-scores.js';
 import { Audit, type AuditSiteResult, type AuditSource, type AuditState } from './audit.entity.js';
 
@@ -44,6 +45,12 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
   private readonly unsubscribe: Array<() => void> = [];
   /** in-flight handling of job events (tests await it) */
   private readonly pending = new Set<Promise<void>>();
+  /**
+   * Per audit, each scored site's per-candidate scores, parsed once when its answer arrived (combine needs them
+   * all; the row keeps only histograms). Dropped when the audit leaves 'scoring'; after a restart a missing entry
+   * is re-read from the site's scores blob.
+   */
+  private readonly parsedScores = new Map<string, Map<string, Float64Array>>();
 
   constructor(
     @InjectRepository(Audit) private readonly audits: Repository<Audit>,
@@ -51,6 +58,7 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
     private readonly jobEvents: JobEvents,
     private readonly blobs: BlobsService,
     private readonly sites: SitesService,
+    private readonly studies: StudiesService,
     private readonly clock: Clock,
     private readonly random: RandomSource,
     @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
@@ -81,10 +89,36 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
 
   // ------------------------------------------------------------------------------------------ start
 
+  /**
+   * Starts the audit of a finished generator study's pool. 404: no such study; 409 (naming the reason): the study is
+   * not a generator study or not 'done', it pooled no samples, a samples blob is missing or malformed, or a site
+   * that contributed samples can no longer audit (revoked or not active): its own private slices — the ones its
+   * generator could have memorized — would go unchecked, so the audit is refused rather than run without it.
+   */
   async start(studyId: string, margin: number, createdBy: string | null = null): Promise<Audit> {
-    const sources = await this.poolSources(studyId);
-    const sites = (await this.sites.list()).filter((s) => s.status === 'active');
-    if (sites.length === 0) throw new ConflictException('no active site to audit the pool');
+    const study = await this.studies.get(studyId);
+    if (study.model.task !== 'generator') {
+      throw new ConflictException(
+        `study ${study.name} trains a ${study.model.task}; only generator studies are audited`,
+      );
+    }
+    if (study.state !== 'done') {
+      throw new ConflictException(
+        `study ${study.name} is ${study.state}; only a done study's pool can be audited`,
+      );
+    }
+    const allSites = await this.sites.list();
+    const sites = allSites.filter((s) => s.status === 'active');
+    const sources = await this.poolSources(studyId, `${study.model.model}/${study.model.profile}`);
+    for (const siteId of new Set(sources.map((s) => s.siteId))) {
+      const site = allSites.find((s) => s.id === siteId);
+      if (site?.status !== 'active') {
+        throw new ConflictException(
+          `site ${site?.name ?? siteId} contributed samples to study ${study.name} but is ` +
+            `${site?.status ?? 'unknown'}, so it cannot audit them; the audit needs every contributing site`,
+        );
+      }
+    }
 
     const id = this.random.uuid();
     const tmpDir = path.join(this.config.dataDir, 'tmp');
@@ -133,50 +167,48 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
     return this.get(id);
   }
 
-  /** The study's samples: every 'samples' output of its done 'sample' jobs, in job order. */
-  private async poolSources(studyId: string): Promise<AuditSource[]> {
-    const sampleJobs = await this.jobs.list({ studyId, kind: 'sample', state: 'done' });
+  /**
+   * The study's pool as the orchestrator recorded it (StudiesService.poolOf: one row per site that delivered, in
+   * pooling order): each blob is opened and checked against its row (count, slice size).
+   */
+  private async poolSources(studyId: string, generator: string): Promise<AuditSource[]> {
     const sources: AuditSource[] = [];
     let first = 0;
     let size: number | undefined;
-    for (const job of sampleJobs) {
-      const payload = samplePayloadSchema.safeParse(job.payload);
-      const generator = payload.success
-        ? `${payload.data.model.model}/${payload.data.model.profile}`
-        : 'unknown';
-      for (const output of job.result?.outputs.filter((o) => o.role === 'samples') ?? []) {
-        if (!(await this.blobs.stat(output.sha256))) {
-          throw new ConflictException(
-            `sample job ${job.id}: its samples blob ${output.sha256} is not in the store`,
-          );
-        }
-        let reader: SliceStoreReader;
-        try {
-          reader = await SliceStoreReader.open(this.blobs.store.pathOf(output.sha256));
-        } catch (error) {
-          throw new ConflictException(
-            `sample job ${job.id}: samples ${output.sha256}: ${(error as Error).message}`,
-          );
-        }
-        const count = reader.count;
-        const storeSize = reader.meta.size;
-        await reader.close();
-        if (size !== undefined && storeSize !== size) {
-          throw new ConflictException(`sample job ${job.id}: ${storeSize}² slices, the pool has ${size}²`);
-        }
-        size = storeSize;
-        if (count === 0) continue;
-        sources.push({
-          jobId: job.id,
-          siteId: job.siteId,
-          sha256: output.sha256,
-          first,
-          count,
-          generator,
-          seed: payload.success ? payload.data.seed : null,
-        });
-        first += count;
+    for (const row of await this.studies.poolOf(studyId)) {
+      const what = `the samples of site ${row.siteId} (job ${row.jobId})`;
+      if (!(await this.blobs.stat(row.sha256))) {
+        throw new ConflictException(`${what}: blob ${row.sha256} is not in the store`);
       }
+      let reader: SliceStoreReader;
+      try {
+        reader = await SliceStoreReader.open(this.blobs.store.pathOf(row.sha256));
+      } catch (error) {
+        throw new ConflictException(`${what}: blob ${row.sha256}: ${(error as Error).message}`);
+      }
+      const count = reader.count;
+      const storeSize = reader.meta.size;
+      await reader.close();
+      if (count !== row.count) {
+        throw new ConflictException(
+          `${what}: the blob holds ${count} slices, the pool recorded ${row.count}`,
+        );
+      }
+      if (size !== undefined && storeSize !== size) {
+        throw new ConflictException(`${what}: ${storeSize}² slices, the pool has ${size}²`);
+      }
+      size = storeSize;
+      if (count === 0) continue;
+      sources.push({
+        jobId: row.jobId,
+        siteId: row.siteId,
+        sha256: row.sha256,
+        first,
+        count,
+        generator,
+        seed: row.seed,
+      });
+      first += count;
     }
     if (sources.length === 0) throw new ConflictException(`study ${studyId} has no samples to audit`);
     return sources;
@@ -274,6 +306,10 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
       if (job.state === 'done') await this.onJobDone(job);
       else if (job.state === 'failed') await this.onJobFailed(job);
     }
+    // every site scored but not combined: the process stopped between the last site's update and combine()
+    const now = await this.get(auditId);
+    if (now.state === 'scoring' && now.siteResults.every((s) => s.state === 'scored'))
+      await this.combine(auditId);
   }
 
   private auditIdOf(job: Job): string | undefined {
@@ -290,6 +326,7 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
     if (!audit || audit.state !== 'scoring' || !site || site.state !== 'pending') return;
 
     let result: AuditSiteResult;
+    let parsed: Float64Array;
     try {
       const output = job.result?.outputs.find((o) => o.role === 'scores');
       if (!output) throw new AuditScoresRefused('the job returned no "scores" output');
@@ -300,6 +337,7 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
         audit.candidateCount,
       );
       const flagged = flaggedOf(scores);
+      parsed = Float64Array.from(scores.scores);
       result = {
         ...site,
         jobId: job.id,
@@ -339,21 +377,30 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
       a.siteResults[i] = result;
       return { siteResults: a.siteResults };
     });
-    if (updated && updated.siteResults.every((s) => s.state === 'scored')) await this.combine(auditId);
+    if (!updated) return;
+    const cache = this.parsedScores.get(auditId) ?? new Map<string, Float64Array>();
+    cache.set(job.siteId, parsed);
+    this.parsedScores.set(auditId, cache);
+    if (updated.siteResults.every((s) => s.state === 'scored')) await this.combine(auditId);
   }
 
   private async combine(auditId: string): Promise<void> {
     const audit = await this.get(auditId);
     if (audit.state !== 'scoring') return;
+    const cache = this.parsedScores.get(auditId);
     const perSite = [];
     for (const site of audit.siteResults) {
-      const scores = parseAuditScores(
-        await readFile(this.blobs.store.pathOf(site.scoresSha256!), 'utf8'),
-        audit.candidateCount,
-      );
-      perSite.push({ scores: scores.scores, flagged: site.flagged ?? [] });
+      // parsed when the answer came in; only after a restart is a site's blob read again
+      const scores =
+        cache?.get(site.siteId) ??
+        parseAuditScores(
+          await readFile(this.blobs.store.pathOf(site.scoresSha256!), 'utf8'),
+          audit.candidateCount,
+        ).scores;
+      perSite.push({ scores, flagged: site.flagged ?? [] });
     }
     const combined = combineSites(perSite);
+    this.parsedScores.delete(auditId);
     await this.update(auditId, (a) =>
       a.state === 'scoring' && a.siteResults.every((s) => s.state === 'scored')
         ? { state: 'scored', combined }
@@ -392,6 +439,7 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
 
   /** The other sites need not keep working on a failed audit. */
   private async cancelOpenJobs(auditId: string): Promise<void> {
+    this.parsedScores.delete(auditId);
     const audit = await this.get(auditId);
     for (const job of await this.jobs.list({ studyId: audit.studyId, roundId: auditRoundId(auditId) })) {
       if (job.state !== 'done' && job.state !== 'failed')

@@ -2,22 +2,26 @@ import {
   ConflictException,
   Inject,
   Injectable,
+  InternalServerErrorException,
   Logger,
   NotFoundException,
   type OnApplicationBootstrap,
 } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import {
-  buildRelease,
+  buildReleaseInWorker,
   MANIFEST_FILE,
+  ReleaseIntegrityError,
   releaseTarStream,
+  removeReleaseFolder,
+  verifyRelease,
   type ReleaseCard,
   type ReleaseFacts,
 } from '@fedsynth/common/release/index';
-import { type Repository } from 'typeorm';
+import { Not, type Repository } from 'typeorm';
 import type { Audit } from '../audits/audit.entity.js';
 import { AuditsService } from '../audits/audits.service.js';
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/coordinator-config.js';
@@ -32,7 +36,9 @@ import { Release, releaseArchiveName } from './release.entity.js';
 /**
  * Releases (DESIGN.md step 7): an approved audit's candidates minus the withheld ones, built once into a read-only
  * folder `<dataDir>/releases/v<N>` (NIfTI, nnU-Net layout, previews, card, manifest) and served as a streamed tar.
- * There is no update or delete: a release is immutable, a new one gets the next version.
+ * There is no update or delete of a built release: it is immutable. A failed build is the one exception: a new
+ * attempt for the same audit takes over the failed row with the next version (so versions stay unique and
+ * increasing, and a failed one is never reused).
  */
 @Injectable()
 export class ReleasesService implements OnApplicationBootstrap {
@@ -65,17 +71,15 @@ export class ReleasesService implements OnApplicationBootstrap {
       );
     }
     for (let attempt = 0; attempt < 8; attempt++) {
-      if (await this.releases.existsBy({ auditId })) {
+      if (await this.releases.existsBy({ auditId, state: Not('failed') })) {
         throw new ConflictException(`audit ${auditId} has a release already (one release per audit)`);
       }
+      const failed = await this.releases.findOneBy({ auditId, state: 'failed' });
       const last = await this.releases.find({ order: { version: 'DESC' }, take: 1 });
       const version = (last[0]?.version ?? 0) + 1;
-      const release = this.releases.create({
-        id: this.random.uuid(),
+      const fresh = {
         version,
-        auditId,
-        studyId: audit.studyId,
-        state: 'building',
+        state: 'building' as const,
         folder: path.join(this.releasesDir(), `v${version}`),
         manifestSha256: null,
         size: null,
@@ -84,9 +88,24 @@ export class ReleasesService implements OnApplicationBootstrap {
         createdAt: this.clock.now(),
         createdBy,
         readyAt: null,
-      });
+      };
+      let release: Release;
       try {
-        await this.releases.insert(release);
+        if (failed) {
+          // retry of a failed build: the same row (UQ on audit_id), a new version; only if it is still failed
+          const r = await this.releases.update({ id: failed.id, state: 'failed' }, fresh);
+          if (r.affected !== 1) continue;
+          release = Object.assign(failed, fresh);
+          this.logger.log(`release of audit ${auditId}: v${failed.version} failed, retrying as v${version}`);
+        } else {
+          release = this.releases.create({
+            id: this.random.uuid(),
+            auditId,
+            studyId: audit.studyId,
+            ...fresh,
+          });
+          await this.releases.insert(release);
+        }
       } catch (error) {
         if (isUniqueViolation(error)) continue; // another release took this version (or this audit): look again
         throw error;
@@ -131,15 +150,33 @@ export class ReleasesService implements OnApplicationBootstrap {
     return { card: JSON.parse(card) as ReleaseCard, manifest };
   }
 
-  /** The release as a tar stream (ready releases only). */
+  /**
+   * The release as a tar stream (ready releases only): exactly the files MANIFEST.sha256 lists, then the manifest,
+   * never a fresh listing of the folder. Every file is checked against the manifest (and the manifest against the
+   * recorded hash) before anything is sent, and hashed again while it is sent; a release that no longer matches is
+   * refused with the file named (500: the server's copy is damaged).
+   */
   async archive(id: string): Promise<{ release: Release; name: string; stream: Readable }> {
     const release = await this.getReady(id);
     const name = releaseArchiveName(release.version);
-    return {
-      release,
-      name,
-      stream: releaseTarStream(release.folder, { prefix: name, mtime: release.readyAt ?? release.createdAt }),
-    };
+    let checked: Awaited<ReturnType<typeof verifyRelease>>;
+    try {
+      checked = await verifyRelease(release.folder, release.manifestSha256 ?? undefined);
+    } catch (error) {
+      if (!(error instanceof ReleaseIntegrityError)) throw error;
+      this.logger.error(`download of release v${release.version} refused: ${error.message}`);
+      throw new InternalServerErrorException(`${error.message}; the download is refused`);
+    }
+    const stream = releaseTarStream(release.folder, {
+      prefix: name,
+      mtime: release.readyAt ?? release.createdAt,
+      files: checked.files,
+      sha256: checked.sha256,
+    });
+    stream.on('error', (error) =>
+      this.logger.error(`download of release v${release.version} aborted: ${error.message}`),
+    );
+    return { release, name, stream };
   }
 
   private releasesDir(): string {
@@ -167,15 +204,16 @@ export class ReleasesService implements OnApplicationBootstrap {
     const audit = await this.audits.get(release.auditId);
     if (audit.state !== 'approved' || !audit.combined) throw new Error(`audit ${audit.id} is not approved`);
     await mkdir(this.releasesDir(), { recursive: true });
-    // leftovers of an interrupted build of this version: never served, so start over
-    await rm(release.folder, { recursive: true, force: true });
+    // leftovers of an interrupted build of this version (read-only once complete): never served, so start over
+    await removeReleaseFolder(release.folder);
     for (const name of await readdir(this.releasesDir())) {
       if (name.startsWith(`${path.basename(release.folder)}.partial-`)) {
-        await rm(path.join(this.releasesDir(), name), { recursive: true, force: true });
+        await removeReleaseFolder(path.join(this.releasesDir(), name));
       }
     }
     const siteNames = new Map(audit.siteResults.map((s) => [s.siteId, s.siteName]));
-    const summary = await buildRelease({
+    // gzip of every NIfTI and deflate of every preview: in a worker thread, off the event loop
+    const summary = await buildReleaseInWorker({
       out: release.folder,
       sources: audit.sources.map((s) => ({
         store: this.blobs.store.pathOf(s.sha256),
