@@ -41,6 +41,12 @@ export const trainRoundPayloadSchema = z.strictObject({
   model: modelSpecSchema,
   /** optimizer steps this round */
   localSteps: z.number().int().min(1).max(10_000_000),
+  /**
+   * Total rounds of the study (round < rounds). When given, step-dependent schedules (progressive growing, EMA
+   * ramp-up, LR warm-up/poly) run over the whole study: round·localSteps + step out of rounds·localSteps. Absent:
+   * the round is scheduled on its own (as a 1-round study).
+   */
+  rounds: z.number().int().min(1).max(1_000_000).optional(),
   batchSize: z.number().int().min(1).max(1024),
   seed: seedSchema,
   /** optional wall-clock budget for the round (the site stops after the step in progress) */

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { BlobsModule } from '../blobs/blobs.module.js';
+import { SiteSession } from '../federation/site-session.entity.js';
 import { JobsModule } from '../jobs/jobs.module.js';
 import { SitesModule } from '../sites/sites.module.js';
 import { DEFAULT_STUDIES_OPTIONS, STUDIES_OPTIONS } from './studies.options.js';
@@ -13,7 +14,12 @@ import { PoolSample, Study, StudyRound } from './study.entity.js';
 
 /** Studies: REST, the round orchestrator, the pool; exports StudiesService and StudyEvents. */
 @Module({
-  imports: [TypeOrmModule.forFeature([Study, StudyRound, PoolSample]), JobsModule, BlobsModule, SitesModule],
+  imports: [
+    TypeOrmModule.forFeature([Study, StudyRound, PoolSample, SiteSession]),
+    JobsModule,
+    BlobsModule,
+    SitesModule,
+  ],
   controllers: [StudiesController],
   providers: [
     StudiesService,

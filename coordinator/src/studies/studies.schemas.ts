@@ -15,8 +15,9 @@ export const CreateStudyBody = z.strictObject({
   rounds: z.number().int().min(1).max(10_000),
   localSteps: z.number().int().min(1).max(10_000_000),
   batchSize: z.number().int().min(1).max(1024),
-  /** generators: slices each site draws from the final model; must be 0 (or absent) for segmenters */
-  samplesPerSite: z.number().int().min(0).max(1_000_000).default(0),
+  /** generators: slices each site draws from the final model; must be 0 (or absent) for segmenters. At most
+   * 100 000 (≈ 6.5 GB of 256² 5-channel slices per site; the paper drew 10 000–100 000 per generator) */
+  samplesPerSite: z.number().int().min(0).max(100_000).default(0),
   /** sites a round needs before it may close at its deadline; default: all selected sites */
   minSites: z.number().int().min(1).optional(),
   /** after this, a round closes as soon as minSites have finished (late sites rejoin the next round) */

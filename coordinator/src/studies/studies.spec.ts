@@ -2,14 +2,23 @@
 // the tests play the sites' side through JobsService (claim, accept, upload real weights blobs, complete) and
 // check the rounds, FedAvg numbers, local mode, deadlines, failure, restarts, the pool and the REST API.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { decodeWeights, encodeWeights } from '@fedsynth/common/ml/weights/index';
+import { getRepositoryToken } from '@nestjs/typeorm';
+import { studyModelArchitecture } from '@fedsynth/common/ml/jobs/federated-jobs';
+import { modelInputSize } from '@fedsynth/common/ml/jobs/job-files';
+import { decodeWeights, encodeWeights, fedAvg } from '@fedsynth/common/ml/weights/index';
+import { SLICE_CHANNELS, SliceStoreWriter } from '@fedsynth/common/slices/index';
+import type { Repository } from 'typeorm';
 import { BlobsService } from '../blobs/blobs.service.js';
 import { ManualClock } from '../core/clock.js';
 import type { Job } from '../jobs/job.entity.js';
 import { JobsService } from '../jobs/jobs.service.js';
+import { SiteSession } from '../federation/site-session.entity.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { SitesService } from '../sites/sites.service.js';
 import { newSiteKey, signEnrollmentProof } from '../testing/enrollment-proof.js';
@@ -18,7 +27,8 @@ import { createTestDatabase, testDialects, type TestDatabase } from '../testing/
 import { StudiesService } from './studies.service.js';
 import { StudyEvents } from './study-events.js';
 import { StudyOrchestrator } from './study-orchestrator.js';
-import type { Study } from './study.entity.js';
+import { GIVE_UP_AFTER_ROUND_TIMEOUTS } from './study-orchestrator.js';
+import { Study } from './study.entity.js';
 
 const ARCH = { name: 'tiny-test', config: { units: 3 } };
 
@@ -36,6 +46,43 @@ function weightsBlob(values: number[], sampleCount = 1): Buffer {
 
 const SEGMENTER = { task: 'segmenter', model: 'unet', profile: 'tiny' } as const;
 const GENERATOR = { task: 'generator', model: 'stylegan2', profile: 'tiny' } as const;
+
+let stores = 0;
+/** A real slice store of `count` slices (size², the given channels) in `scratch`, as a site's sampler writes it. */
+async function sliceStore(
+  scratch: string,
+  count: number,
+  size: number,
+  channels: readonly string[] = SLICE_CHANNELS,
+): Promise<Buffer> {
+  const file = path.join(scratch, `samples-${++stores}.fss`);
+  const writer = await SliceStoreWriter.create(file, {
+    preset: 'cpu16',
+    scale: 'max',
+    size,
+    channels: [...channels],
+    dtype: 'uint8',
+    layout: 'NHWC',
+    annotation: { NCR: 51, ED: 102, ET: 204 },
+    split: { seed: 0, testFraction: 0 },
+    createdAt: '2030-01-01T00:00:00.000Z',
+  });
+  const slices = new Uint8Array(count * size * size * channels.length);
+  for (let i = 0; i < slices.length; i++) slices[i] = (i * 31 + stores) & 0xff;
+  await writer.addSubject(
+    {
+      id: `synthetic-${stores}`,
+      split: 'train',
+      labelled: true,
+      z: Array.from({ length: count }, (_, i) => i),
+      sourceDims: [size, size, 1],
+      reference: {},
+    },
+    slices,
+  );
+  await writer.close();
+  return readFile(file);
+}
 
 for (const dialect of testDialects()) {
   describe(`studies (${dialect})`, () => {
@@ -107,11 +154,17 @@ for (const dialect of testDialects()) {
       });
     }
 
-    async function sample(siteId: string, studyId: string, count: number): Promise<Job> {
+    /** Plays one site's sample job: a real slice store of `count` slices (or the given bytes) and its count. */
+    async function sample(siteId: string, studyId: string, count: number, data?: Buffer): Promise<Job> {
       const job = await jobOf(siteId, studyId, 'sample');
       await jobs().accept(siteId, job.id, job.attempt);
-      const data = Buffer.from(`slices of ${siteId} (${count})`);
-      const output = await upload(siteId, job, 'samples', 'samples', data);
+      const output = await upload(
+        siteId,
+        job,
+        'samples',
+        'samples',
+        data ?? (await sliceStore(scratch, count, genSize)),
+      );
       return jobs().complete(siteId, {
         jobId: job.id,
         attempt: job.attempt,
@@ -132,8 +185,12 @@ for (const dialect of testDialects()) {
     let b: string;
     let s3: string;
     let pending: string;
+    let genSize: number;
+    let scratch: string; // per suite: the dialects' suites run concurrently
 
     before(async () => {
+      scratch = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-studies-'));
+      genSize = modelInputSize(await studyModelArchitecture(GENERATOR));
       db = await createTestDatabase(dialect);
       c = await start();
       a = await activeSite('site-a');
@@ -144,6 +201,7 @@ for (const dialect of testDialects()) {
     after(async () => {
       await c?.dispose();
       await db?.dispose();
+      await rm(scratch, { recursive: true, force: true });
     });
 
     it('fedavg: averages weights and EMA by trainSlices, feeds them to the next round, ends with the model', async () => {
@@ -163,6 +221,7 @@ for (const dialect of testDialects()) {
         round: 0,
         model: SEGMENTER,
         localSteps: 3,
+        rounds: 2,
         batchSize: 2,
         seed: 7,
       });
@@ -181,6 +240,24 @@ for (const dialect of testDialects()) {
       assert.deepEqual(closed!.contributors, [a, b]);
       assert.equal(closed!.contributions[b]!.trainSlices, 3);
       assert.deepEqual(await tensorOf(closed!.outputWeightsSha256!), [4, 5, 6]); // (1·1 + 5·3) / 4, ...
+      // the worker's average is byte for byte common's fedAvg on the main thread
+      const blobOf = (sha: string) => readFile(c.app.get(BlobsService).store.pathOf(sha));
+      const inProcess = fedAvg(
+        await Promise.all(
+          [a, b].map(async (site) => {
+            const contribution = closed!.contributions[site]!;
+            const decoded = decodeWeights(await blobOf(contribution.weightsSha256));
+            return {
+              manifest: { ...decoded.manifest, sampleCount: contribution.trainSlices },
+              tensors: decoded.tensors,
+              blobSha256: decoded.blobSha256,
+              source: `site ${site} round 0 weights`,
+            };
+          }),
+        ),
+        { provenance: { studyId: study.id, round: 0, role: 'weights' }, createdAt: closed!.startedAt },
+      );
+      assert.equal(createHash('sha256').update(inProcess).digest('hex'), closed!.outputWeightsSha256);
       assert.deepEqual(await tensorOf(closed!.outputEmaSha256!), [3, 3, 3]);
       const records = await c.app.get(BlobsService).findBySha256(closed!.outputWeightsSha256!);
       assert.ok(records.some((r) => r.kind === 'global-weights' && r.siteId === null && r.meta.round === 0));
@@ -276,7 +353,7 @@ for (const dialect of testDialects()) {
       await settle(study.id);
       assert.equal((await studies().poolOf(study.id)).length, 1);
       assert.equal((await studies().get(study.id)).state, 'sampling', 'waits for site b');
-      await sample(b, study.id, 4);
+      await sample(b, study.id, 5);
       await settle(study.id);
       await settle(study.id);
       s = await studies().get(study.id);
@@ -286,7 +363,7 @@ for (const dialect of testDialects()) {
         pool.map((p) => [p.siteId, p.count, p.generator, p.round]).sort(),
         [
           [a, 5, 'stylegan2', 1],
-          [b, 4, 'stylegan2', 1],
+          [b, 5, 'stylegan2', 1],
         ].sort(),
       );
       assert.equal(pool.find((p) => p.siteId === a)!.seed, sampleA.payload.seed);
@@ -419,6 +496,260 @@ for (const dialect of testDialects()) {
       assert.equal((await jobs().list({ studyId: study.id })).length, 4);
     });
 
+    it('averages in a worker: weights that do not average fail the study with the reason', async () => {
+      const study = await studies().create({
+        name: 'mismatch',
+        model: SEGMENTER,
+        rounds: 1,
+        localSteps: 1,
+        batchSize: 1,
+        siteIds: [a, b],
+      });
+      await train(a, study.id, { weights: [1, 2, 3], trainSlices: 1 });
+      await train(b, study.id, { weights: [1, 2], trainSlices: 1 });
+      await settle(study.id);
+      const s = await studies().get(study.id);
+      assert.equal(s.state, 'failed');
+      assert.match(
+        s.error!,
+        /round 0: averaging the weights failed: .*tensor "w" is \[2\] float32, expected \[3\]/,
+      );
+    });
+
+    it('sampling deadline: pending sample jobs are cancelled; done with minSites, else failed naming the sites', async () => {
+      const make = (name: string) =>
+        studies().create({
+          name,
+          model: GENERATOR,
+          rounds: 1,
+          localSteps: 1,
+          batchSize: 1,
+          samplesPerSite: 3,
+          siteIds: [a, b, s3],
+          minSites: 2,
+          roundTimeoutMs: 60_000,
+        });
+      const enough = await make('sampling-deadline');
+      const short = await make('sampling-deadline-short');
+      for (const id of [enough.id, short.id]) {
+        for (const site of [a, b, s3]) await train(site, id, { weights: [1], trainSlices: 1 });
+        await settle(id);
+        assert.equal((await studies().get(id)).state, 'sampling');
+      }
+      await sample(a, enough.id, 3);
+      await sample(b, enough.id, 3);
+      await sample(a, short.id, 3);
+      const lateEnough = await jobOf(s3, enough.id, 'sample');
+      await settle(enough.id);
+      await settle(short.id);
+      assert.equal((await studies().get(enough.id)).state, 'sampling', 'before the deadline it waits for s3');
+      assert.equal((await studies().get(short.id)).state, 'sampling');
+
+      clock.advance(60_000);
+      await orchestrator().tick();
+      const done = await studies().get(enough.id);
+      assert.equal(done.state, 'done');
+      assert.deepEqual((await studies().poolOf(enough.id)).map((p) => p.siteId).sort(), [a, b].sort());
+      const cancelled = await jobs().get(lateEnough.id);
+      assert.equal(cancelled.state, 'failed');
+      assert.equal(cancelled.error?.code, 'cancelled');
+      assert.match(cancelled.error!.message, /sampling deadline/);
+
+      const failed = await studies().get(short.id);
+      assert.equal(failed.state, 'failed');
+      assert.match(failed.error!, /1 site\(s\) delivered usable samples but the study needs minSites = 2/);
+      assert.match(failed.error!, new RegExp(`site ${b}: no samples before the sampling deadline`));
+      assert.match(failed.error!, new RegExp(`site ${s3}: no samples before the sampling deadline`));
+      assert.doesNotMatch(failed.error!, new RegExp(`site ${a}:`));
+      const open = await jobs().list({ studyId: short.id, state: ['queued', 'assigned', 'running'] });
+      assert.equal(open.length, 0);
+    });
+
+    it(`fails a training round stuck below minSites ${GIVE_UP_AFTER_ROUND_TIMEOUTS} round timeouts after it opened`, async () => {
+      const study = await studies().create({
+        name: 'stuck',
+        model: SEGMENTER,
+        rounds: 2,
+        localSteps: 1,
+        batchSize: 1,
+        siteIds: [a, b, s3],
+        minSites: 2,
+        roundTimeoutMs: 60_000,
+      });
+      await train(a, study.id, { weights: [1], trainSlices: 1 });
+      const stuckB = await jobOf(b, study.id, 'train-round');
+      clock.advance(60_000);
+      await orchestrator().tick();
+      assert.equal((await studies().get(study.id)).state, 'running', 'past the deadline it still waits');
+      clock.advance((GIVE_UP_AFTER_ROUND_TIMEOUTS - 1) * 60_000 - 1);
+      await orchestrator().tick();
+      assert.equal((await studies().get(study.id)).state, 'running', 'just before the hard limit');
+      clock.advance(1);
+      await orchestrator().tick();
+      const s = await studies().get(study.id);
+      assert.equal(s.state, 'failed');
+      assert.match(s.error!, /round 0: 1 of the 2 site\(s\) needed contributed within 3 × roundTimeoutMs/);
+      assert.match(s.error!, new RegExp(`no result from site\\(s\\) ${b}, ${s3}`));
+      assert.equal((await jobs().get(stuckB.id)).error?.code, 'cancelled');
+    });
+
+    it('start-up cancels unfinished jobs of studies that ended before their jobs were cancelled', async () => {
+      const ended = await studies().create({
+        name: 'ended-mid-cancel',
+        model: SEGMENTER,
+        rounds: 1,
+        localSteps: 1,
+        batchSize: 1,
+        siteIds: [a, b],
+      });
+      const live = await studies().create({
+        name: 'still-live',
+        model: SEGMENTER,
+        rounds: 1,
+        localSteps: 1,
+        batchSize: 1,
+        siteIds: [a, b],
+      });
+      const running = await jobOf(a, ended.id, 'train-round');
+      await jobs().accept(a, running.id, running.attempt);
+      // what end() leaves after a crash between storing the state and cancelling the jobs
+      const repo = c.app.get<Repository<Study>>(getRepositoryToken(Study));
+      await repo.update({ id: ended.id }, { state: 'failed', error: 'crashed', finishedAt: clock.now() });
+      await c.dispose();
+      c = await start();
+      const left = await jobs().list({ studyId: ended.id });
+      assert.equal(left.length, 2);
+      for (const job of left) {
+        assert.equal(job.state, 'failed', `job ${job.id}`);
+        assert.equal(job.error?.code, 'cancelled');
+        assert.match(job.error!.message, /study ended-mid-cancel is failed/);
+      }
+      const liveJobs = await jobs().list({ studyId: live.id });
+      assert.equal(liveJobs.length, 2);
+      assert.ok(
+        liveJobs.every((j) => j.state === 'queued'),
+        'jobs of a live study are left alone',
+      );
+      assert.equal(await orchestrator().cancelOrphanJobs(), 0, 'nothing left to cancel');
+      await studies().cancel(live.id);
+    });
+
+    it('refuses sample stores that are malformed, of another size, count or channels', async () => {
+      const pooling = await studies().create({
+        name: 'pool-checks',
+        model: GENERATOR,
+        rounds: 1,
+        localSteps: 1,
+        batchSize: 1,
+        samplesPerSite: 3,
+        siteIds: [a, b, s3],
+        minSites: 1,
+      });
+      for (const site of [a, b, s3]) await train(site, pooling.id, { weights: [1], trainSlices: 1 });
+      await settle(pooling.id);
+      await sample(a, pooling.id, 3, Buffer.from('three slices, honestly'));
+      await sample(b, pooling.id, 3, await sliceStore(scratch, 3, genSize * 2));
+      await sample(s3, pooling.id, 2); // the site's pre-check withheld one of the 3 drawn: fewer is fine
+      await settle(pooling.id);
+      await settle(pooling.id);
+      const done = await studies().get(pooling.id);
+      assert.equal(done.state, 'done');
+      const pool = await studies().poolOf(pooling.id);
+      assert.deepEqual(
+        pool.map((p) => [p.siteId, p.count]),
+        [[s3, 2]],
+      );
+
+      const refused = await studies().create({
+        name: 'pool-refused',
+        model: GENERATOR,
+        rounds: 1,
+        localSteps: 1,
+        batchSize: 1,
+        samplesPerSite: 3,
+        siteIds: [a, b, s3],
+        minSites: 1,
+      });
+      for (const site of [a, b, s3]) await train(site, refused.id, { weights: [1], trainSlices: 1 });
+      await settle(refused.id);
+      await sample(a, refused.id, 4); // a store of 4 slices, reported as 4; the job asked for 3
+      await sample(b, refused.id, 3, await sliceStore(scratch, 3, genSize, ['t1', 't2', 'flair', 't1ce']));
+      await sample(s3, refused.id, 4, await sliceStore(scratch, 3, genSize)); // claims 4
+      await settle(refused.id);
+      const failed = await studies().get(refused.id);
+      assert.equal(failed.state, 'failed');
+      assert.match(failed.error!, /0 site\(s\) delivered usable samples/);
+      assert.match(
+        failed.error!,
+        new RegExp(`site ${a}: the samples store holds 4 slices, the job asked for n = 3`),
+      );
+      assert.match(
+        failed.error!,
+        new RegExp(`site ${b}: the samples have channels \\[t1, t2, flair, t1ce\\]`),
+      );
+      assert.match(failed.error!, new RegExp(`site ${s3}: .*metrics.count says 4`));
+      assert.equal((await studies().poolOf(refused.id)).length, 0);
+    });
+
+    it("bounds trainSlices by the site's reported training slices, else the configured maximum", async () => {
+      const sessions = c.app.get<Repository<SiteSession>>(getRepositoryToken(SiteSession));
+      const now = clock.now();
+      await sessions.insert({
+        id: crypto.randomUUID(),
+        siteId: a,
+        socketId: 'sock-a',
+        connectedAt: now,
+        helloAt: now,
+        disconnectedAt: now,
+        disconnectReason: 'test',
+        protocolVersion: 1,
+        agentVersion: 'test',
+        capabilities: { backends: [], accelerators: [], cores: 1, memoryMb: 1, jobKinds: [] } as never,
+        dataset: { cases: 2, trainCases: 2, testCases: 0, slices: 100, trainSlices: 100, testSlices: 0 },
+        remoteAddress: null,
+      });
+      const over = await studies().create({
+        name: 'bounded',
+        model: SEGMENTER,
+        rounds: 1,
+        localSteps: 1,
+        batchSize: 1,
+        siteIds: [a, b],
+        minSites: 1,
+      });
+      await train(a, over.id, { weights: [1], trainSlices: 101 });
+      await train(b, over.id, { weights: [3], trainSlices: 1_000_001 });
+      await settle(over.id);
+      const failed = await studies().get(over.id);
+      assert.equal(failed.state, 'failed');
+      assert.match(
+        failed.error!,
+        new RegExp(
+          `site ${a}: refused: metrics.trainSlices 101 exceeds 100, the training slices the site reported`,
+        ),
+      );
+      assert.match(
+        failed.error!,
+        new RegExp(`site ${b}: refused: metrics.trainSlices 1000001 exceeds 1000000, the configured maximum`),
+      );
+
+      const within = await studies().create({
+        name: 'within-bounds',
+        model: SEGMENTER,
+        rounds: 1,
+        localSteps: 1,
+        batchSize: 1,
+        siteIds: [a, b],
+      });
+      await train(a, within.id, { weights: [1], trainSlices: 100 });
+      await train(b, within.id, { weights: [3], trainSlices: 300 });
+      await settle(within.id);
+      const [r0] = await roundsOf(within.id);
+      assert.deepEqual(r0!.contributors, [a, b]);
+      assert.deepEqual(await tensorOf(r0!.outputWeightsSha256!), [2.5]); // (1·100 + 3·300) / 400
+      await sessions.delete({ siteId: a });
+    });
+
     it('REST: roles, validation and views', async () => {
       const admin = await c.tokenFor('admin');
       const auditor = await c.tokenFor('auditor');
@@ -449,6 +780,7 @@ for (const dialect of testDialects()) {
       await refused({ siteIds: [a, pending] }, /site-pending is pending/);
       await refused({ siteIds: [a, a] }, /listed twice/);
       await refused({ rounds: 0 }, /rounds/);
+      await refused({ samplesPerSite: 100_001 }, /samplesPerSite/);
       await refused({ extra: 1 }, /extra|Unrecognized/i);
       await refused({ model: { task: 'generator', model: 'gpt', profile: 'tiny' } }, /model/);
       await refused(

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import {
   Inject,
   Injectable,
@@ -9,10 +10,13 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { decodeWeights, fedAvg, type FedAvgInput } from '@fedsynth/common/ml/weights/index';
+import { studyModelArchitecture } from '@fedsynth/common/ml/jobs/federated-jobs';
+import { modelInputSize } from '@fedsynth/common/ml/jobs/job-files';
 import { samplePayloadSchema, trainRoundPayloadSchema } from '@fedsynth/common/protocol/index';
+import { SLICE_CHANNELS, SliceStoreReader } from '@fedsynth/common/slices/index';
 import { In, type Repository } from 'typeorm';
 import { BlobsService } from '../blobs/blobs.service.js';
+import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/coordinator-config.js';
 import { Clock } from '../core/clock.js';
 import { RandomSource } from '../core/random-source.js';
 import { TransactionRunner } from '../database/transaction-runner.js';
@@ -21,7 +25,9 @@ import { IntervalScheduler } from '../jobs/interval-scheduler.js';
 import { JobEvents } from '../jobs/job-events.js';
 import type { Job, JobInputRecord, JsonValue } from '../jobs/job.entity.js';
 import { JobsService } from '../jobs/jobs.service.js';
+import { SiteSession } from '../federation/site-session.entity.js';
 import { SitesService } from '../sites/sites.service.js';
+import { FedAvgWorkerError, fedAvgInWorker } from './fedavg-in-worker.js';
 import { STUDIES_OPTIONS, type StudiesOptions } from './studies.options.js';
 import { StudyEvents } from './study-events.js';
 import { StudyMetrics } from './study-metrics.js';
@@ -55,6 +61,11 @@ interface RoundTally {
 }
 
 const LIVE_STATES: StudyState[] = ['running', 'sampling'];
+/** the jobs the orchestrator makes (other modules' jobs, e.g. audits, carry a studyId too) */
+const STUDY_JOB_KINDS = ['train-round', 'sample'] as const;
+const UNFINISHED_JOB_STATES = ['queued', 'assigned', 'running', 'uploading'] as const;
+/** a training round stuck below minSites fails this many round timeouts after it opened */
+export const GIVE_UP_AFTER_ROUND_TIMEOUTS = 3;
 
 /** A job seed per sampling site, derived from the study seed so that sites draw different slices. */
 export function sampleSeed(studySeed: number, siteId: string): number {
@@ -79,6 +90,8 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
   private readonly locks = new Map<string, Promise<void>>();
   /** rounds whose "deadline passed with too few sites" warning was logged */
   private readonly warned = new Set<string>();
+  /** job ids whose refused result (sample store, trainSlices) was logged */
+  private readonly refusalsLogged = new Set<string>();
   private readonly cleanups: Array<() => void> = [];
   private closing = false;
 
@@ -86,6 +99,7 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
     @InjectRepository(Study) private readonly studies: Repository<Study>,
     @InjectRepository(StudyRound) private readonly rounds: Repository<StudyRound>,
     @InjectRepository(PoolSample) private readonly pool: Repository<PoolSample>,
+    @InjectRepository(SiteSession) private readonly sessions: Repository<SiteSession>,
     private readonly jobs: JobsService,
     private readonly jobEvents: JobEvents,
     private readonly blobs: BlobsService,
@@ -97,6 +111,7 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
     private readonly metrics: StudyMetrics,
     private readonly scheduler: IntervalScheduler,
     @Inject(STUDIES_OPTIONS) private readonly options: StudiesOptions,
+    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
   onModuleInit(): void {
@@ -109,9 +124,43 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
     }
   }
 
-  /** Resume every running or sampling study (after a restart). */
-  onApplicationBootstrap(): void {
+  /** After a restart: cancel jobs that outlived their study, then resume every running or sampling study. */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.cancelOrphanJobs(); // before the gateway offers anything (quick: one query)
     void this.tick();
+  }
+
+  /**
+   * Cancels unfinished train-round/sample jobs of studies that are no longer live (end() marks the study first,
+   * then cancels its jobs: a crash in between leaves jobs that must not be offered). Number cancelled.
+   */
+  async cancelOrphanJobs(): Promise<number> {
+    let cancelled = 0;
+    try {
+      const open = (await this.jobs.list({ state: [...UNFINISHED_JOB_STATES] })).filter((job) =>
+        (STUDY_JOB_KINDS as readonly string[]).includes(job.kind),
+      );
+      const studyIds = [...new Set(open.flatMap((job) => (job.studyId ? [job.studyId] : [])))];
+      if (studyIds.length === 0) return 0;
+      const studies = await this.studies.findBy({ id: In(studyIds) });
+      const ended = new Map(studies.filter((s) => !LIVE_STATES.includes(s.state)).map((s) => [s.id, s]));
+      for (const job of open) {
+        const study = job.studyId ? ended.get(job.studyId) : undefined;
+        if (!study) continue;
+        try {
+          await this.jobs.cancel(job.id, `study ${study.name} is ${study.state}`);
+          cancelled++;
+        } catch (error) {
+          this.logger.error(
+            `cancelling job ${job.id} of ended study ${study.id}: ${(error as Error).message}`,
+          );
+        }
+      }
+      if (cancelled) this.logger.log(`cancelled ${cancelled} unfinished job(s) of ended studies`);
+    } catch (error) {
+      this.logger.error(`cancelling jobs of ended studies: ${(error as Error).message}`);
+    }
+    return cancelled;
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -241,11 +290,21 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       await this.closeRound(study, round, tally);
       return true;
     }
+    const giveUpAt = round.startedAt.getTime() + GIVE_UP_AFTER_ROUND_TIMEOUTS * study.roundTimeoutMs;
+    if (this.clock.now().getTime() >= giveUpAt) {
+      const missing = tally.pending.map((job) => job.siteId).join(', ');
+      throw new StudyError(
+        `round ${round.index}: ${done} of the ${study.minSites} site(s) needed contributed within ` +
+          `${GIVE_UP_AFTER_ROUND_TIMEOUTS} × roundTimeoutMs (${GIVE_UP_AFTER_ROUND_TIMEOUTS * study.roundTimeoutMs} ms); ` +
+          `no result from site(s) ${missing}`,
+      );
+    }
     if (pastDeadline && !this.warned.has(round.id)) {
       this.warned.add(round.id);
       this.logger.warn(
         `study ${study.name} (${study.id}) round ${round.index}: the deadline passed with ${done} of the ` +
-          `${study.minSites} sites needed; waiting for more`,
+          `${study.minSites} sites needed; waiting for more (the study fails ` +
+          `${GIVE_UP_AFTER_ROUND_TIMEOUTS} × roundTimeoutMs after the round opened)`,
       );
     }
     return false;
@@ -302,9 +361,14 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
         job = enqueued;
       }
       if (job.state === 'done') {
-        const contribution = contributionOf(job);
-        if (typeof contribution === 'string') tally.failed.set(siteId, contribution);
-        else tally.contributions.set(siteId, contribution);
+        let contribution = contributionOf(job);
+        if (typeof contribution !== 'string') {
+          contribution = (await this.boundTrainSlices(study, siteId, contribution)) ?? contribution;
+        }
+        if (typeof contribution === 'string') {
+          tally.failed.set(siteId, contribution);
+          this.logRefusal(job, `study ${study.id} round ${round.index} site ${siteId}: ${contribution}`);
+        } else tally.contributions.set(siteId, contribution);
       } else if (job.state === 'failed') {
         tally.failed.set(siteId, `${job.error?.code ?? 'failed'}: ${job.error?.message ?? ''}`.slice(0, 300));
       } else {
@@ -312,6 +376,56 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       }
     }
     return tally;
+  }
+
+  /**
+   * The most training slices a site's result may claim (its FedAvg weight): the labelled training slices of its
+   * last hello's data set summary when it reported them, else `maxTrainSlices`; plus the synthetic pool's slices
+   * when the study mixes them in (a mix never holds more than real + pool). A refusal reason, or undefined.
+   */
+  private async boundTrainSlices(
+    study: Study,
+    siteId: string,
+    c: RoundContribution,
+  ): Promise<string | undefined> {
+    const session = await this.sessions.findOne({
+      where: { siteId },
+      order: { helloAt: 'DESC', id: 'DESC' },
+    });
+    const reported = session?.dataset?.trainSlices;
+    const known = typeof reported === 'number' && reported > 0;
+    let limit = known ? reported : this.options.maxTrainSlices;
+    const mixesPool =
+      study.data && study.syntheticPoolSha256 && (study.data.both || study.data.syntheticShare > 0);
+    if (mixesPool) limit += await this.sliceCountOf(study.syntheticPoolSha256!);
+    if (c.trainSlices <= limit) return undefined;
+    return (
+      `refused: metrics.trainSlices ${c.trainSlices} exceeds ${limit}, ` +
+      (known
+        ? `the training slices the site reported in its hello`
+        : 'the configured maximum (maxTrainSlices)') +
+      (mixesPool ? ' plus the synthetic pool' : '')
+    );
+  }
+
+  private async sliceCountOf(sha256: string): Promise<number> {
+    const reader = await SliceStoreReader.open(this.blobs.store.pathOf(sha256)).catch((error: unknown) => {
+      throw new StudyError(
+        `the synthetic pool ${sha256} is not a readable slice store: ${(error as Error).message}`,
+      );
+    });
+    try {
+      return reader.count;
+    } finally {
+      await reader.close();
+    }
+  }
+
+  /** Logs a refused result once per job (steps re-read everything and would repeat it). */
+  private logRefusal(job: Job, message: string): void {
+    if (this.refusalsLogged.has(job.id)) return;
+    this.refusalsLogged.add(job.id);
+    this.logger.warn(message);
   }
 
   /** The round's job for a site, or why it cannot have one (the site is no longer active). */
@@ -338,6 +452,7 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       round: round.index,
       model: study.model,
       localSteps: study.localSteps,
+      rounds: study.rounds,
       batchSize: study.batchSize,
       seed: study.seed,
       ...(study.maxSeconds !== null ? { maxSeconds: study.maxSeconds } : {}),
@@ -422,7 +537,10 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
     if (updated.state === 'done') this.events.emit('studyDone', { study: updated });
   }
 
-  /** FedAvg of the contributors' `role` outputs weighted by their trainSlices; stored once as global weights. */
+  /**
+   * FedAvg of the contributors' `role` outputs weighted by their trainSlices, in a worker thread (decoding and
+   * hashing hundreds of MB would block the event loop); stored once as global weights.
+   */
   private async average(
     study: Study,
     round: StudyRound,
@@ -430,74 +548,80 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
     contributions: Record<string, RoundContribution>,
     role: 'weights' | 'ema',
   ): Promise<string> {
-    const inputs: FedAvgInput[] = [];
+    const inputs: Array<{ file: string; sampleCount: number; source: string }> = [];
     for (const siteId of contributors) {
       const c = contributions[siteId]!;
       const sha = role === 'weights' ? c.weightsSha256 : c.emaSha256!;
       const source = `site ${siteId} round ${round.index} ${role}`;
-      let blob: Buffer;
-      try {
-        blob = await readFile(this.blobs.store.pathOf(sha));
-      } catch {
+      if (!(await this.blobs.stat(sha))) {
         throw new StudyError(`${source}: blob ${sha} is not in the coordinator's store`);
       }
-      try {
-        const decoded = decodeWeights(blob, source);
-        inputs.push({
-          // the site's training slice count is the FedAvg weight, whatever its manifest says
-          manifest: { ...decoded.manifest, sampleCount: c.trainSlices },
-          tensors: decoded.tensors,
-          blobSha256: decoded.blobSha256,
-          source,
-        });
-      } catch (error) {
-        throw new StudyError((error as Error).message);
-      }
+      inputs.push({ file: this.blobs.store.pathOf(sha), sampleCount: c.trainSlices, source });
     }
-    let averaged: Buffer;
+    const tmpDir = path.join(this.config.dataDir, 'tmp');
+    await mkdir(tmpDir, { recursive: true });
+    const out = path.join(tmpDir, `fedavg-${study.id}-r${round.index}-${role}-${this.random.uuid()}.weights`);
     try {
-      averaged = fedAvg(inputs, {
-        provenance: { studyId: study.id, round: round.index, role },
-        createdAt: round.startedAt, // a re-run after a restart writes the same bytes
-      });
-    } catch (error) {
-      throw new StudyError(`round ${round.index}: averaging the ${role} failed: ${(error as Error).message}`);
+      let sha256: string;
+      try {
+        ({ sha256 } = await fedAvgInWorker({
+          inputs,
+          provenance: { studyId: study.id, round: round.index, role },
+          createdAt: round.startedAt.toISOString(), // a re-run after a restart writes the same bytes
+          out,
+        }));
+      } catch (error) {
+        if (!(error instanceof FedAvgWorkerError)) throw error;
+        if (error.stage === 'decode') throw new StudyError(error.message);
+        if (error.stage === 'average') {
+          throw new StudyError(`round ${round.index}: averaging the ${role} failed: ${error.message}`);
+        }
+        throw error; // I/O or a crashed worker: the step is retried
+      }
+      const existing = await this.blobs.findBySha256(sha256);
+      const recorded = existing.some(
+        (b) =>
+          b.siteId === null &&
+          b.kind === 'global-weights' &&
+          b.meta.studyId === study.id &&
+          b.meta.round === round.index,
+      );
+      if (!recorded || !(await this.blobs.stat(sha256))) {
+        await this.blobs.storeFile(out, {
+          kind: 'global-weights',
+          role,
+          meta: { studyId: study.id, round: round.index, role },
+        });
+      }
+      return sha256;
+    } finally {
+      await rm(out, { force: true });
+      await rm(`${out}.partial`, { force: true });
     }
-    const sha256 = createHash('sha256').update(averaged).digest('hex');
-    const existing = await this.blobs.findBySha256(sha256);
-    const stored = existing.some(
-      (b) =>
-        b.siteId === null &&
-        b.kind === 'global-weights' &&
-        b.meta.studyId === study.id &&
-        b.meta.round === round.index,
-    );
-    if (!stored || !(await this.blobs.stat(sha256))) {
-      await this.blobs.storeBuffer(averaged, {
-        kind: 'global-weights',
-        role,
-        meta: { studyId: study.id, round: round.index, role },
-      });
-    }
-    return sha256;
   }
 
-  /** The final global weights of a segmenter study, recorded as a 'segmenter' blob (once). */
+  /** The final global weights of a segmenter study, recorded as a 'segmenter' blob (once; streamed, not read). */
   private async recordSegmenter(study: Study, sha256: string): Promise<string> {
     const existing = await this.blobs.findBySha256(sha256);
     if (!existing.some((b) => b.kind === 'segmenter' && b.meta.studyId === study.id)) {
-      const data = await readFile(this.blobs.store.pathOf(sha256));
-      await this.blobs.storeBuffer(data, { kind: 'segmenter', meta: { studyId: study.id } });
+      await this.blobs.storeFile(this.blobs.store.pathOf(sha256), {
+        kind: 'segmenter',
+        meta: { studyId: study.id },
+      });
     }
     return sha256;
   }
 
-  /** Sampling: one sample job per site, each delivery pooled once; done when every site delivered or failed. */
+  /**
+   * Sampling: one sample job per site, each delivery pooled once; done when every site delivered or failed, or
+   * at the sampling deadline (roundTimeoutMs after sampling started, i.e. after the last round closed), when the
+   * jobs still pending are cancelled.
+   */
   private async stepSampling(study: Study): Promise<boolean> {
     const siteIds = study.samplingSiteIds ?? [];
     const jobs = await this.jobs.list({ studyId: study.id, kind: 'sample' });
     const bySite = new Map(jobs.map((job) => [job.siteId, job]));
-    let pending = 0;
+    const pending: Job[] = [];
     const failures: string[] = [];
     for (const siteId of siteIds) {
       let job = bySite.get(siteId);
@@ -511,20 +635,39 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       }
       if (job.state === 'done') {
         const problem = await this.pooled(study, job);
-        if (problem) failures.push(`site ${siteId}: ${problem}`);
+        if (problem) {
+          failures.push(`site ${siteId}: ${problem}`);
+          this.logRefusal(job, `study ${study.id} sampling: site ${siteId}'s samples refused: ${problem}`);
+        }
       } else if (job.state === 'failed') {
         failures.push(
           `site ${siteId}: ${job.error?.code ?? 'failed'}: ${job.error?.message ?? ''}`.slice(0, 300),
         );
       } else {
-        pending++;
+        pending.push(job);
       }
     }
-    if (pending > 0) return false;
+    if (pending.length > 0) {
+      const deadline = await this.samplingDeadline(study);
+      if (this.clock.now().getTime() < deadline.getTime()) return false;
+      for (const job of pending) {
+        await this.jobs.cancel(
+          job.id,
+          `the sampling deadline of study ${study.name} (${deadline.toISOString()}) passed without this site's samples`,
+        );
+        failures.push(
+          `site ${job.siteId}: no samples before the sampling deadline ${deadline.toISOString()}`,
+        );
+      }
+      this.logger.warn(
+        `study ${study.name} (${study.id}): the sampling deadline passed; cancelled the sample job(s) of ` +
+          `site(s) ${pending.map((job) => job.siteId).join(', ')}`,
+      );
+    }
     const delivered = await this.pool.countBy({ studyId: study.id });
     if (delivered < study.minSites) {
       throw new StudyError(
-        `sampling: ${delivered} site(s) delivered samples but the study needs minSites = ${study.minSites}` +
+        `sampling: ${delivered} site(s) delivered usable samples but the study needs minSites = ${study.minSites}` +
           (failures.length ? ` (${failures.join('; ')})` : ''),
       );
     }
@@ -540,6 +683,13 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       this.events.emit('studyDone', { study: updated });
     }
     return false;
+  }
+
+  /** Sampling started when the last round closed (the same transaction moved the study to 'sampling'). */
+  private async samplingDeadline(study: Study): Promise<Date> {
+    const last = await this.rounds.findOneBy({ studyId: study.id, index: study.rounds - 1 });
+    const started = last?.closedAt ?? study.updatedAt;
+    return new Date(started.getTime() + study.roundTimeoutMs);
   }
 
   private async enqueueSample(study: Study, siteId: string): Promise<Job | string> {
@@ -572,6 +722,9 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       return 'the result has no metrics.count';
     }
     if (await this.pool.existsBy({ studyId: study.id, siteId: job.siteId })) return undefined;
+    const n = (job.payload as { n: number }).n;
+    const problem = await this.sampleStoreProblem(study, output.sha256, n, count);
+    if (problem) return problem;
     try {
       await this.pool.insert({
         id: this.random.uuid(),
@@ -590,6 +743,48 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       if (!isUniqueViolation(error)) throw error;
     }
     return undefined;
+  }
+
+  /**
+   * Why a site's samples blob cannot be pooled: not a slice store, none or more slices than the job asked for,
+   * another count than the site reported, another size than the model's input, other channels. Reads only the store's metadata.
+   */
+  private async sampleStoreProblem(
+    study: Study,
+    sha256: string,
+    n: number,
+    reportedCount: number,
+  ): Promise<string | undefined> {
+    let reader: SliceStoreReader;
+    try {
+      reader = await SliceStoreReader.open(this.blobs.store.pathOf(sha256));
+    } catch (error) {
+      return `the samples blob ${sha256} is not a readable slice store: ${(error as Error).message}`;
+    }
+    try {
+      const { count, size, channels } = reader.meta;
+      // The site's memorization pre-check may withhold some of the n drawn samples: fewer is fine, more is not.
+      if (count < 1 || count > n) return `the samples store holds ${count} slices, the job asked for n = ${n}`;
+      if (count !== reportedCount) {
+        return `the samples store holds ${count} slices but the result's metrics.count says ${reportedCount}`;
+      }
+      const expected = await this.inputSizeOf(study);
+      if (size !== expected) return `the samples are ${size}² slices, the model makes ${expected}²`;
+      if (channels.length !== SLICE_CHANNELS.length || channels.some((ch, i) => ch !== SLICE_CHANNELS[i])) {
+        return `the samples have channels [${channels.join(', ')}], expected [${SLICE_CHANNELS.join(', ')}]`;
+      }
+      return undefined;
+    } finally {
+      await reader.close();
+    }
+  }
+
+  private async inputSizeOf(study: Study): Promise<number> {
+    try {
+      return modelInputSize(await studyModelArchitecture(study.model));
+    } catch (error) {
+      throw new StudyError(`the study's model has no known input size: ${(error as Error).message}`);
+    }
   }
 
   // ------------------------------------------------------------------------------------------ helpers
@@ -615,11 +810,21 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
       updatedAt: now,
     } as never);
     if (r.affected !== 1) return undefined;
-    const unfinished = await this.jobs.list({
-      studyId: study.id,
-      state: ['queued', 'assigned', 'running', 'uploading'],
-    });
-    for (const job of unfinished) await this.jobs.cancel(job.id, `study ${study.name} ${state}: ${message}`);
+    // The state is stored first: cancelled jobs of a still-live study would read as site failures. A crash (or an
+    // error) before every job is cancelled leaves jobs that cancelOrphanJobs() ends at the next start-up.
+    const unfinished = (
+      await this.jobs.list({ studyId: study.id, state: [...UNFINISHED_JOB_STATES] })
+    ).filter((job) => (STUDY_JOB_KINDS as readonly string[]).includes(job.kind));
+    for (const job of unfinished) {
+      try {
+        await this.jobs.cancel(job.id, `study ${study.name} ${state}: ${message}`);
+      } catch (error) {
+        this.logger.error(
+          `study ${study.id} ${state}: cancelling job ${job.id} failed (retried at start-up): ` +
+            (error as Error).message,
+        );
+      }
+    }
     return this.studies.findOneByOrFail({ id: study.id });
   }
 

@@ -64,13 +64,17 @@ export async function summarizeDataset(dataDir: string, log: AgentLogger): Promi
     }
     const stores = names.filter((n) => n.endsWith('.fss')).sort();
     if (stores.length) {
+      // Stores of different slice sizes (e.g. a 32² and a 64² cut) hold the same cases: count one size, the one
+      // with the most slices, instead of adding them up.
       const { SliceStoreReader } = await import('@fedsynth/common/slices/index');
-      const sum = { ...EMPTY };
-      let preset: string | undefined;
+      const bySize = new Map<number, { sum: DatasetSummary; preset?: string }>();
       for (const name of stores) {
         const reader = await SliceStoreReader.open(path.join(dataDir, name));
         try {
-          preset ??= reader.meta.preset;
+          const entry = bySize.get(reader.meta.size) ?? { sum: { ...EMPTY } };
+          bySize.set(reader.meta.size, entry);
+          entry.preset ??= reader.meta.preset;
+          const sum = entry.sum;
           for (const s of reader.meta.subjects) {
             sum.cases++;
             sum.slices += s.count;
@@ -86,6 +90,7 @@ export async function summarizeDataset(dataDir: string, log: AgentLogger): Promi
           await reader.close();
         }
       }
+      const { sum, preset } = [...bySize.values()].reduce((a, b) => (b.sum.slices > a.sum.slices ? b : a));
       return { ...sum, ...(preset ? { preset: String(preset).slice(0, 32) } : {}) };
     }
     const { discoverCases } = await import('@fedsynth/common/brats/index');

@@ -6,8 +6,19 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { JobError } from './job-handlers.js';
 import type { AgentLogger } from './logger.js';
 import { writeJsonFile } from './site-state.js';
+
+/** What the coordinator learns when the private slices cannot be had: a fixed text (the detail is logged here). */
+export const PRIVATE_DATA_FAILURE = 'the site could not read its private slices (details in the site log)';
+
+/** A failure of the site's private data as a job failure: code 'private_data', fixed text, detail logged locally. */
+export function privateDataError(log: AgentLogger, error: unknown): JobError {
+  if (error instanceof JobError && error.code === 'private_data') return error;
+  log.error(`private slices: ${(error as Error)?.message ?? String(error)}`);
+  return new JobError('private_data', PRIVATE_DATA_FAILURE, false);
+}
 
 /** Seed and held-out share of the cached stores' subject split (fixed: the split must never move). */
 export const PRIVATE_SPLIT = { seed: 0, testFraction: 0.15 } as const;
@@ -38,8 +49,19 @@ export class PrivateSliceStores {
     private readonly log: AgentLogger,
   ) {}
 
-  /** The path of a slice store of `size`² slices of the site's private data. */
+  /**
+   * The path of a slice store of `size`² slices of the site's private data. Fails with a JobError 'private_data'
+   * whose text names no path or case (the detail goes to the site's log).
+   */
   async forSize(size: number, options: PrivateSlicesOptions = {}): Promise<string> {
+    try {
+      return await this.locate(size, options);
+    } catch (error) {
+      throw privateDataError(this.log, error);
+    }
+  }
+
+  private async locate(size: number, options: PrivateSlicesOptions): Promise<string> {
     const own = await this.storeInDataDir(size);
     if (own) return own;
     const { presetForInputSize } = await import('@fedsynth/common/ml/jobs/job-files');

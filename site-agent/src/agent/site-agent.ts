@@ -46,6 +46,7 @@ import {
 import { type Socket, io } from 'socket.io-client';
 import type * as z from 'zod';
 import type { SiteDescription } from './capabilities.js';
+import { scrubPrivateDetails } from './scrub.js';
 import {
   JobError,
   type JobContext,
@@ -680,16 +681,22 @@ export class SiteAgent {
 
   private async failJob(a: ActiveJob, error: unknown): Promise<void> {
     const { job } = a.record;
+    const detail = (error as Error)?.message ?? String(error);
     const failure: JobFailed = {
       jobId: job.id,
       attempt: job.attempt,
       code: error instanceof JobError ? error.code.slice(0, 64) : 'handler_error',
-      message: ((error as Error)?.message ?? String(error)).slice(0, 2000),
+      // The coordinator stores and shows this: never the site's folders, other absolute paths or subject ids.
+      message: scrubPrivateDetails(detail, [
+        this.options.site.dataDir,
+        path.resolve(this.options.site.dataDir),
+        this.options.stateDir,
+        path.resolve(this.options.stateDir),
+      ]).slice(0, 2000),
       retryable: error instanceof JobError ? error.retryable : true,
     };
-    this.log.warn(
-      `job ${job.id} (${job.kind}) attempt ${job.attempt} failed: ${failure.code}: ${failure.message}`,
-    );
+    // The full detail stays in the site's own log.
+    this.log.warn(`job ${job.id} (${job.kind}) attempt ${job.attempt} failed: ${failure.code}: ${detail}`);
     a.record.failure = failure;
     await this.save(a, 'failing').catch(() => undefined);
     await this.deliverFailure(a);

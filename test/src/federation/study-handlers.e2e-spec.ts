@@ -221,13 +221,19 @@ describe('study job handlers on a site (sqlite)', () => {
         { ...ganEma, role: 'ema', kind: 'global-weights' },
       ],
     );
-    assert.equal(job.result!.metrics!.count, 6);
+    // The local memorization pre-check ran: what was uploaded plus what it withheld is what was drawn.
+    const metrics = job.result!.metrics!;
+    assert.equal(metrics.drawn, 6);
+    assert.equal(metrics.count! + metrics.withheldByPrecheck!, 6);
+    assert.ok(metrics.count! >= 1);
+    assert.ok(stages.get(job.id)?.has('precheck'), `stages ${[...(stages.get(job.id) ?? [])]}`);
     const samples = output(job, 'samples');
     const reader = await SliceStoreReader.open(fed.blobs().store.pathOf(samples.sha256));
+    const count = metrics.count!;
     try {
-      assert.equal(reader.count, 6);
+      assert.equal(reader.count, count);
       assert.equal(reader.meta.size, 16);
-      const bytes = await reader.readRange(0, 6);
+      const bytes = await reader.readRange(0, count);
       const channels = reader.meta.channels.length;
       const valid = new Set(ANNOTATION_OF_CANONICAL);
       for (let i = channels - 1; i < bytes.length; i += channels) {
@@ -240,7 +246,7 @@ describe('study job handlers on a site (sqlite)', () => {
     assert.equal(record.kind, 'samples');
     assert.deepEqual(
       [record.meta.studyId, record.meta.generator, record.meta.seed, record.meta.count],
-      ['study-1', 'stylegan2', 3, 6],
+      ['study-1', 'stylegan2', 3, count],
     );
   });
 
@@ -285,9 +291,75 @@ describe('study job handlers on a site (sqlite)', () => {
     assert.deepEqual(await fed.db().getRepository(BlobRecord).findBy({ jobId: job.id }), []);
   });
 
+  it('train-round of a multi-round study (rounds given) trains its round with the global schedule', async () => {
+    const job = await run('train-round', {
+      studyId: 'study-5',
+      round: 1,
+      rounds: 3,
+      model: { task: 'generator', model: 'progan', profile: 'tiny' },
+      localSteps: 1,
+      batchSize: 2,
+      seed: 2,
+    });
+    assert.equal(job.result!.metrics!.steps, 1);
+    output(job, 'weights');
+  });
+
+  it('a site whose data folder is broken fails with private_data and a message naming no path', async () => {
+    const broken = await fed.enroll('broken-site');
+    const dataDir = path.join(fed.tmp, 'Saint Private Hospital', 'brats-missing');
+    const brokenAgent = await fed.startAgent(broken, {
+      site: { ...broken.state, dataDir },
+      handlers: new JobHandlerRegistry().register('train-round', trainRoundHandler),
+    });
+    await brokenAgent.waitReady();
+    const job = await fed.jobs().enqueue(
+      broken.siteId,
+      'train-round',
+      {
+        studyId: 'study-6',
+        round: 0,
+        model: { task: 'segmenter', model: 'unet', profile: 'tiny' },
+        localSteps: 1,
+        batchSize: 2,
+        seed: 1,
+      },
+      { maxAttempts: 1 },
+    );
+    const failed = await waitFor(
+      async () => {
+        const j = await fed.jobs().get(job.id);
+        return j.state === 'failed' || j.state === 'done' ? j : undefined;
+      },
+      'the broken site to fail',
+      120_000,
+      200,
+    );
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.error!.code, 'private_data');
+    const text = JSON.stringify(failed.error);
+    assert.match(text, /could not read its private slices/);
+    for (const leak of [fed.tmp, 'Private Hospital', 'brats-missing', broken.stateDir]) {
+      assert.ok(!text.includes(leak), `the failure names ${leak}: ${text}`);
+    }
+    assert.ok(!/\/[\w.-]+\//.test(failed.error!.message), `a path in ${failed.error!.message}`);
+  });
+
   it('a bad payload fails the job with bad_payload', async () => {
     for (const [kind, payload] of [
       ['train-round', { studyId: 's', round: 0, localSteps: 0, batchSize: 4, seed: 1 }],
+      [
+        'train-round',
+        {
+          studyId: 's',
+          round: 2,
+          rounds: 2,
+          model: { task: 'segmenter', model: 'unet', profile: 'tiny' },
+          localSteps: 1,
+          batchSize: 2,
+          seed: 1,
+        },
+      ],
       [
         'sample',
         { studyId: 's', model: { task: 'generator', model: 'gan9', profile: 'tiny' }, n: 1, seed: 1 },

@@ -8,19 +8,16 @@ import { ANNOTATION_OF_CANONICAL, SLICE_CHANNELS } from '../../slices/presets.js
 import { SliceStoreReader, SliceStoreWriter } from '../../slices/slice-store.js';
 import { createRng } from '../../util/rng.js';
 import { ddpmArchitecture, type DdpmProfile } from '../generators/ddpm/index.js';
-import { ganConfig } from '../generators/gan/registry.js';
 import type { ModelArchitecture } from '../model.js';
 import { segmenterArchitecture, type SegmenterName } from '../segmentation/segmenters.js';
 import { decodeWeights, encodeWeights, WeightsMismatchError } from '../weights/index.js';
-import { GENERATOR_WEIGHTS_FILE, type GeneratorName, type GeneratorProfile } from './generator-jobs.js';
+import {
+  GENERATOR_WEIGHTS_FILE,
+  ganArchitectureRecord,
+  type GeneratorName,
+  type GeneratorProfile,
+} from './generator-jobs.js';
 import { writeAtomic } from './job-files.js';
-
-const GAN_MODULE_URLS: Record<Exclude<GeneratorName, 'ddpm'>, string> = {
-  progan: new URL('../generators/progan/index.js', import.meta.url).href,
-  stylegan1: new URL('../generators/stylegan1/index.js', import.meta.url).href,
-  stylegan2: new URL('../generators/stylegan2/index.js', import.meta.url).href,
-  stylegan3: new URL('../generators/stylegan3/index.js', import.meta.url).href,
-};
 
 export type StudyModelSpec =
   | { task: 'generator'; model: GeneratorName; profile: GeneratorProfile }
@@ -30,8 +27,7 @@ export type StudyModelSpec =
 export async function studyModelArchitecture(spec: StudyModelSpec): Promise<ModelArchitecture> {
   if (spec.task === 'segmenter') return segmenterArchitecture(spec.model, spec.profile);
   if (spec.model === 'ddpm') return ddpmArchitecture(spec.profile as DdpmProfile);
-  await import(GAN_MODULE_URLS[spec.model]);
-  return { name: spec.model, config: ganConfig(spec.model, { profile: spec.profile }) };
+  return ganArchitectureRecord(spec.model, spec.profile);
 }
 
 export interface TrainingMixOptions {
@@ -56,6 +52,9 @@ export interface TrainingMixSummary {
   total: number;
 }
 
+/** Slices copied per read/write when building a mix: memory stays bounded whatever the store sizes. */
+export const MIX_COPY_CHUNK = 256;
+
 /** The first n of a seeded permutation of [0, count), in ascending order (stable reads, same set for a seed). */
 function seededSubset(count: number, n: number, seed: number, label: string): number[] {
   const rng = createRng(seed).fork(label);
@@ -70,7 +69,7 @@ function seededSubset(count: number, n: number, seed: number, label: string): nu
 /**
  * Writes the training set of a mixing round: round(share·total) slices drawn from the pool and the rest from the
  * real training slices, each a deterministic subset for the seed; or, with `both`, everything. All slices land in
- * the 'train' split as two subjects ('real', 'synthetic').
+ * the 'train' split as subjects 'real' and 'synthetic' (split in chunks of MIX_COPY_CHUNK slices: 'real#2', ...).
  */
 export async function buildTrainingMix(options: TrainingMixOptions): Promise<TrainingMixSummary> {
   const { syntheticShare: share } = options;
@@ -135,17 +134,22 @@ export async function buildTrainingMix(options: TrainingMixOptions): Promise<Tra
         ['synthetic', pool, poolPick],
       ] as const) {
         if (!reader || picks.length === 0) continue;
-        await writer.addSubject(
-          {
-            id,
-            split: 'train',
-            labelled: true,
-            z: picks.map((_, i) => i),
-            sourceDims: [size, size, picks.length],
-            reference: {},
-          },
-          await reader.readIndices(picks),
-        );
+        // The writer takes a subject's slices at once, so a source is copied as consecutive subjects of at most
+        // MIX_COPY_CHUNK slices each (id, id#2, ...); training reads them all as one labelled training set.
+        for (let start = 0; start < picks.length; start += MIX_COPY_CHUNK) {
+          const chunk = picks.slice(start, start + MIX_COPY_CHUNK);
+          await writer.addSubject(
+            {
+              id: start === 0 ? id : `${id}#${start / MIX_COPY_CHUNK + 1}`,
+              split: 'train',
+              labelled: true,
+              z: chunk.map((_, i) => start + i),
+              sourceDims: [size, size, picks.length],
+              reference: {},
+            },
+            await reader.readIndices(chunk),
+          );
+        }
       }
       await writer.close();
     } catch (error) {

@@ -37,7 +37,7 @@ export const GENERATOR_WEIGHTS_FILE = 'generator.weights';
 export const TRAINING_WEIGHTS_FILE = 'training.weights';
 export const GENERATOR_CARD_FILE = 'generator.json';
 
-const GAN_MODULES: Record<Exclude<GeneratorName, 'ddpm'>, string> = {
+export const GAN_MODULES: Record<Exclude<GeneratorName, 'ddpm'>, string> = {
   progan: new URL('../generators/progan/index.js', import.meta.url).href,
   stylegan1: new URL('../generators/stylegan1/index.js', import.meta.url).href,
   stylegan2: new URL('../generators/stylegan2/index.js', import.meta.url).href,
@@ -48,7 +48,7 @@ export function isGeneratorName(value: string): value is GeneratorName {
   return (GENERATOR_NAMES as readonly string[]).includes(value);
 }
 
-async function ganArchitectureRecord(
+export async function ganArchitectureRecord(
   name: Exclude<GeneratorName, 'ddpm'>,
   profile: GeneratorProfile,
 ): Promise<ModelArchitecture> {

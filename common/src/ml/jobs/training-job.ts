@@ -28,6 +28,11 @@ export interface TrainingJobOptions {
   initialWeights?: Uint8Array;
   /** the EMA shadows to start from (models that keep one); default: a copy of initialWeights */
   initialEma?: Uint8Array;
+  /**
+   * This run as part of a longer schedule (a FedAvg round): growth, EMA ramp-up and learning-rate schedules see
+   * stepOffset + step out of totalSteps (see TrainingSpec.stepOffset); checkpoints and resume stay per run.
+   */
+  schedule?: { stepOffset: number; totalSteps: number };
 }
 
 /** The fields every model card carries. */
@@ -86,6 +91,10 @@ export async function runTrainingJob(
       checkpointDir: path.join(dir, 'checkpoints'),
       workers,
       backend: options.backend,
+      ...(options.schedule && {
+        stepOffset: options.schedule.stepOffset,
+        totalSteps: options.schedule.totalSteps,
+      }),
     },
     {
       onProgress: options.onProgress,

@@ -16,7 +16,7 @@ import {
   type TaskInit,
   type TrainingTask,
 } from '../training/registry.js';
-import type { TrainingSpec } from '../training/spec.js';
+import { scheduleTotalSteps, type TrainingSpec } from '../training/spec.js';
 import { segmentationLoss } from './losses.js';
 import { buildSegmenter } from './segmenters.js';
 
@@ -51,7 +51,9 @@ export class SegmenterTask implements TrainingTask<SegmenterTaskConfig> {
     ctx.log(`segmenter ${spec.config.architecture.name} built`);
     const optimizer =
       spec.config.architecture.name === 'swin'
-        ? paperSwinOptimizer(spec.config.warmupSteps ?? Math.min(1500, Math.ceil(spec.steps / 10)))
+        ? paperSwinOptimizer(
+            spec.config.warmupSteps ?? Math.min(1500, Math.ceil(scheduleTotalSteps(spec) / 10)),
+          )
         : paperUNetOptimizer();
     return { model: this.model, optimizer };
   }

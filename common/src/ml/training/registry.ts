@@ -154,7 +154,8 @@ export interface TrainingTask<Config extends object = Record<string, unknown>> {
   /**
    * Single-phase tasks: samples this worker's batch and returns the loss and gradients. `rng` is derived from
    * (seed, step, worker), so a resumed run draws exactly what an uninterrupted one would. Must not keep tensors
-   * across steps.
+   * across steps. `step` (here and in computePhase/afterPhase) is the schedule position: spec.stepOffset + the
+   * run's own step, out of scheduleTotalSteps(spec) (see TrainingSpec.stepOffset).
    */
   computeLossAndGrads?(step: number, rng: Rng, batch: StepBatch): LossAndGrads | Promise<LossAndGrads>;
   /**

@@ -30,6 +30,24 @@ export interface TrainingSpec<Config extends object = Record<string, unknown>> {
   taskModules?: string[];
   /** Overrides the optimizer the task proposes. */
   optimizer?: OptimizerSpec;
+  /**
+   * Where this run sits in a longer schedule (FedAvg: round r of R rounds of `steps` each has stepOffset r·steps,
+   * totalSteps R·steps). Only what schedules see moves: the task's `step` and `totalSteps`, lazy phases, learning
+   * rates and the EMA ramp-up use stepOffset + step out of totalSteps; the run itself (its steps, checkpoints,
+   * resume, random streams) stays 0 .. steps. Default 0 and `steps`.
+   */
+  stepOffset?: number;
+  totalSteps?: number;
+}
+
+/** The schedule position of the run's 0-based `step` (see TrainingSpec.stepOffset). */
+export function scheduleStep(spec: Pick<TrainingSpec<object>, 'stepOffset'>, step: number): number {
+  return (spec.stepOffset ?? 0) + step;
+}
+
+/** The schedule's length (see TrainingSpec.totalSteps). */
+export function scheduleTotalSteps(spec: Pick<TrainingSpec<object>, 'steps' | 'totalSteps'>): number {
+  return spec.totalSteps ?? spec.steps;
 }
 
 export class TrainingSpecError extends Error {
@@ -62,6 +80,17 @@ export function validateTrainingSpec(spec: TrainingSpec<object>): void {
     problems.push(
       `batchSize ${spec.batchSize} is smaller than workers ${spec.workers}: a worker would be idle`,
     );
+  }
+  if (spec.stepOffset !== undefined && !(Number.isSafeInteger(spec.stepOffset) && spec.stepOffset >= 0)) {
+    problems.push(`stepOffset must be an integer >= 0 (got ${spec.stepOffset})`);
+  }
+  if (spec.totalSteps !== undefined) {
+    const end = (spec.stepOffset ?? 0) + spec.steps;
+    if (!isPositiveInteger(spec.totalSteps)) {
+      problems.push(`totalSteps must be a positive integer (got ${spec.totalSteps})`);
+    } else if (Number.isSafeInteger(end) && spec.totalSteps < end) {
+      problems.push(`totalSteps ${spec.totalSteps} ends before stepOffset + steps (${end})`);
+    }
   }
   if (!Number.isSafeInteger(spec.checkpointEvery) || spec.checkpointEvery < 0) {
     problems.push(`checkpointEvery must be an integer >= 0 (got ${spec.checkpointEvery})`);
@@ -102,6 +131,10 @@ export function trainingSpecHash(spec: TrainingSpec<object>): string {
     batchSize: spec.batchSize,
     workers: spec.workers,
     optimizer: spec.optimizer ?? null,
+    // Only when set, so runs without an offset keep the hashes (and resumable checkpoints) they had.
+    ...((spec.stepOffset !== undefined || spec.totalSteps !== undefined) && {
+      schedule: { stepOffset: scheduleStep(spec, 0), totalSteps: scheduleTotalSteps(spec) },
+    }),
   };
   return createHash('sha256').update(canonicalJson(identity)).digest('hex');
 }

@@ -51,7 +51,7 @@ import {
   type PhaseResult,
   type TrainingTask,
 } from './registry.js';
-import { batchPartition, trainingSpecHash } from './spec.js';
+import { batchPartition, scheduleStep, scheduleTotalSteps, trainingSpecHash } from './spec.js';
 
 export { parameterLayout, type ParameterLayout } from './phases.js';
 
@@ -250,6 +250,9 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
     };
     const part = batchPartition(spec.batchSize, workers, workerIndex);
     const stepRoot = createRng(spec.seed).fork('step');
+    // Schedules (task progress, lazy phases, learning rate, EMA ramp-up) see the position in the longer schedule
+    // this run may be part of; random streams and checkpoints stay on the run's own steps.
+    const totalSteps = scheduleTotalSteps(spec);
     let completed = startStep;
     let cancelled = false;
     for (let step = startStep; step < spec.steps; step++) {
@@ -257,23 +260,24 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
       setWorkerStep(control, workerIndex, step);
       const t0 = deps.now();
       const stepRng = stepRoot.fork(step);
+      const at = scheduleStep(spec, step);
       let stop = false;
       let primary: PhaseOutcome | undefined;
       const reports: Record<string, PhaseProgress> = {};
       for (const phase of setup.phases) {
-        if (!phaseRunsAt(phase.spec, step)) continue;
+        if (!phaseRunsAt(phase.spec, at)) continue;
         const tc = deps.now();
         let result: PhaseResult;
         if (setup.legacy) {
           // The single-phase streams, exactly as before phases existed (resumes of older runs stay exact).
-          result = await task.computeLossAndGrads!(step, stepRng.fork(`worker:${workerIndex}`), {
+          result = await task.computeLossAndGrads!(at, stepRng.fork(`worker:${workerIndex}`), {
             ...part,
             sharedRng: stepRng.fork('shared'),
             stepSharedRng: stepRng.fork('shared'),
           });
         } else {
           const phaseRng = stepRng.fork(`phase:${phase.name}`);
-          result = await task.computePhase!(phase.spec, step, phaseRng.fork(`worker:${workerIndex}`), {
+          result = await task.computePhase!(phase.spec, at, phaseRng.fork(`worker:${workerIndex}`), {
             ...part,
             sharedRng: phaseRng.fork('shared'),
             stepSharedRng: stepRng.fork('shared'),
@@ -334,7 +338,7 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
         }
 
         const t4 = deps.now();
-        const lr = learningRateAt(phase.optimizerSpec, step, spec.steps);
+        const lr = learningRateAt(phase.optimizerSpec, at, totalSteps);
         try {
           phase.optimizer.apply(grads, lr);
         } finally {
@@ -342,13 +346,13 @@ export async function runTrainingWorker(init: WorkerInit, port: WorkerPort, deps
         }
         timing.optimizerMs += deps.now() - t4;
         const full: PhaseOutcome = { ...outcome, lr };
-        task.afterPhase?.(phase.spec, step, full);
+        task.afterPhase?.(phase.spec, at, full);
         reports[phase.name] = full;
         if (phase === setup.lossPhase) primary = full;
       }
       if (setup.ema) {
         const t6 = deps.now();
-        setup.ema.update(emaBetaAt(setup.ema.spec.beta, step, spec.batchSize));
+        setup.ema.update(emaBetaAt(setup.ema.spec.beta, at, spec.batchSize));
         timing.optimizerMs += deps.now() - t6;
       }
       const t5 = deps.now();

@@ -80,7 +80,7 @@ export const evaluateHandler: JobHandler = async (ctx) => {
     if (/no labelled test subjects/.test((error as Error)?.message ?? '')) {
       throw new JobError('no_test_data', 'the site has no labelled held-out test subjects', false);
     }
-    throw asJobError(ctx, 'evaluate segmenter', error);
+    throw asJobError(ctx, 'evaluate segmenter', error, store);
   }
   ctx.signal.throwIfAborted();
 

@@ -3,6 +3,8 @@
 import os from 'node:os';
 import type * as z from 'zod';
 import { JobError, type JobContext } from '../job-handlers.js';
+import { privateDataError } from '../private-slices.js';
+import { scrubPrivateDetails } from '../scrub.js';
 
 export function parsePayload<S extends z.ZodType>(ctx: JobContext, schema: S): z.output<S> {
   const parsed = schema.safeParse(ctx.job.payload);
@@ -49,7 +51,7 @@ export async function privateSlicesFor(
     return await Promise.race([building, aborted]);
   } catch (error) {
     ctx.signal.throwIfAborted();
-    throw new JobError('private_data', `the site's slices: ${(error as Error).message}`, false);
+    throw privateDataError(ctx.log, error);
   }
 }
 
@@ -67,11 +69,40 @@ export function isWeightsMismatch(error: unknown): boolean {
   return false;
 }
 
-/** ML failures as job failures: a weights mismatch is the coordinator's input, not retryable. */
-export function asJobError(ctx: JobContext, what: string, error: unknown): unknown {
+/**
+ * Errors that describe a broken slice store (their text names its path): private unless they name a file other
+ * than `privateFile` (then it is one of the job's inputs, e.g. the synthetic pool).
+ */
+function namesPrivateFile(error: unknown, privateFile: string | undefined): boolean {
+  type Named = { name?: string; file?: unknown; cause?: unknown };
+  for (let e = error as Named | undefined, depth = 0; e && depth < 5; depth++) {
+    if (e.name === 'SliceStoreFormatError' || e.name === 'AuditInputError') {
+      return privateFile === undefined || typeof e.file !== 'string' || e.file === privateFile;
+    }
+    e = e.cause as Named | undefined;
+  }
+  return false;
+}
+
+/**
+ * ML failures as job failures. A weights mismatch is the coordinator's input (not retryable); an error about
+ * `privateFile` (a store of the site's private slices) or a broken slice store becomes 'private_data' with a fixed
+ * text; anything else keeps its text without paths or subject ids. Details are logged on the site.
+ */
+export function asJobError(ctx: JobContext, what: string, error: unknown, privateFile?: string): unknown {
   if (error instanceof JobError || ctx.signal.aborted) return error;
+  const message = (error as Error)?.message ?? String(error);
   if (isWeightsMismatch(error)) {
-    return new JobError('weights_mismatch', `${what}: ${(error as Error).message}`, false);
+    return new JobError('weights_mismatch', `${what}: ${scrubPrivateDetails(message)}`, false);
+  }
+  if (namesPrivateFile(error, privateFile) || (privateFile !== undefined && message.includes(privateFile))) {
+    return privateDataError(ctx.log, error);
+  }
+  if (error instanceof Error) {
+    ctx.log.error(`job ${ctx.job.id}: ${what}: ${message}`);
+    const scrubbed = new Error(scrubPrivateDetails(message, privateFile ? [privateFile] : []));
+    scrubbed.name = error.name;
+    return scrubbed;
   }
   return error;
 }

@@ -22,6 +22,15 @@ export function mixesData(data: TrainRoundPayload['data']): boolean {
   return data !== undefined && (data.both || data.syntheticShare > 0 || data.totalSlices !== undefined);
 }
 
+/** Where a round's steps sit in the study's schedule: round·localSteps of rounds·localSteps. */
+export function roundSchedule(payload: Pick<TrainRoundPayload, 'round' | 'rounds' | 'localSteps'>): {
+  stepOffset: number;
+  totalSteps: number;
+} {
+  const rounds = payload.rounds ?? payload.round + 1;
+  return { stepOffset: payload.round * payload.localSteps, totalSteps: rounds * payload.localSteps };
+}
+
 export const trainRoundHandler: JobHandler = async (ctx) => {
   const payload = parsePayload(ctx, trainRoundPayloadSchema);
   const { model } = payload;
@@ -34,6 +43,13 @@ export const trainRoundHandler: JobHandler = async (ctx) => {
     );
   }
   if (mix && (payload.data!.syntheticShare > 0 || payload.data!.both)) requireInput(ctx, 'synthetic-pool');
+  if (payload.rounds !== undefined && payload.round >= payload.rounds) {
+    throw new JobError(
+      'bad_payload',
+      `train-round: round ${payload.round} of a ${payload.rounds}-round study`,
+      false,
+    );
+  }
   if (hasInput(ctx, 'ema') && !hasInput(ctx, 'global-weights')) {
     throw new JobError('bad_payload', "train-round: an 'ema' input without 'global-weights'", false);
   }
@@ -71,10 +87,14 @@ export const trainRoundHandler: JobHandler = async (ctx) => {
       );
       data = built.out;
     } catch (error) {
-      throw new JobError('bad_data_mix', `train-round data mix: ${(error as Error).message}`, false);
+      const failure = asJobError(ctx, 'train-round data mix', error, real);
+      if (failure instanceof JobError) throw failure;
+      throw new JobError('bad_data_mix', `train-round data mix: ${(failure as Error).message}`, false);
     }
   }
-  const trainSet = await files.trainingSetOf(data);
+  const trainSet = await files.trainingSetOf(data).catch((error: unknown) => {
+    throw asJobError(ctx, 'train-round training set', error, real);
+  });
   if (trainSet.trainSlices === 0) {
     throw new JobError('no_training_data', `the site has no labelled training slices of ${size}²`, false);
   }
@@ -95,6 +115,8 @@ export const trainRoundHandler: JobHandler = async (ctx) => {
     ...(payload.maxSeconds !== undefined && { maxSeconds: payload.maxSeconds }),
     ...(initialWeights && { initialWeights }),
     ...(initialEma && { initialEma }),
+    // Schedules (ProGAN growth, EMA ramp-up, LR warm-up/poly) continue across rounds instead of restarting.
+    ...(payload.rounds !== undefined && { schedule: roundSchedule(payload) }),
     log: (line: string) => ctx.log.debug(`job ${ctx.job.id}: ${line}`),
     onProgress: (p: { step: number; steps: number; loss: number }) =>
       ctx.progress(0.22 + (0.7 * p.step) / p.steps, {
@@ -126,7 +148,7 @@ export const trainRoundHandler: JobHandler = async (ctx) => {
       trained = card;
     }
   } catch (error) {
-    throw asJobError(ctx, 'train-round global weights', error);
+    throw asJobError(ctx, 'train-round global weights', error, real);
   }
   // Cancelled by the agent (lease lost, stopping): nothing to report. A spent time budget still uploads.
   ctx.signal.throwIfAborted();

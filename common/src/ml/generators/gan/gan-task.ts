@@ -27,7 +27,7 @@ import {
   type TaskInit,
   type TrainingTask,
 } from '../../training/registry.js';
-import type { TrainingSpec } from '../../training/spec.js';
+import { scheduleTotalSteps, type TrainingSpec } from '../../training/spec.js';
 
 import {
   flattenScores,
@@ -188,7 +188,8 @@ export class GanTask implements TrainingTask<GanTaskConfig> {
 
   async init(spec: TrainingSpec<GanTaskConfig>, ctx: TaskContext): Promise<TaskInit> {
     this.config = spec.config;
-    this.totalSteps = spec.steps;
+    // The schedule's length (a FedAvg round is part of a longer schedule, see TrainingSpec.totalSteps).
+    this.totalSteps = scheduleTotalSteps(spec);
     const { name } = spec.config.architecture;
     const entry = await ensureArchitecture(name);
     const config = ganConfig(name, spec.config.architecture);
