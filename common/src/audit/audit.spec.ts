@@ -118,6 +118,42 @@ describe('memorization audit on phantom slices', () => {
     }
   });
 
+  it('imageOf mirrors, shifts and area-averages like the naive definition', async () => {
+    const store = await SliceStoreReader.open(privateFile);
+    try {
+      const { size } = store.meta;
+      const channels = store.meta.channels.length;
+      const data = await store.readRange(0, 3);
+      for (const [mirror, dx, dy, factor] of [
+        [false, 0, 0, 1],
+        [true, 3, -2, 1],
+        [false, -5, 4, 4],
+        [true, 2, 7, 4],
+      ] as const) {
+        const got = imageOf(data, 2, { size, channels }, { mirror, dx, dy, factor });
+        const side = size / factor;
+        const want = new Float64Array(side * side * 4);
+        for (let y = 0; y < size; y++) {
+          for (let x = 0; x < size; x++) {
+            const sy = y - dy;
+            let sx = x - dx;
+            if (sy < 0 || sy >= size || sx < 0 || sx >= size) continue;
+            if (mirror) sx = size - 1 - sx;
+            for (let c = 0; c < 4; c++) {
+              const o = (Math.floor(y / factor) * side + Math.floor(x / factor)) * 4 + c;
+              want[o] =
+                want[o]! + data[(2 * size * size + sy * size + sx) * channels + c]! / (255 * factor ** 2);
+            }
+          }
+        }
+        const worst = got.reduce((d, v, i) => Math.max(d, Math.abs(v - want[i]!)), 0);
+        assert.ok(worst < 1e-6, `mirror ${mirror}, shift (${dx}, ${dy}), factor ${factor}: ${worst}`);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it('coarse-to-fine equals a brute-force full-resolution search when k covers every private slice', async () => {
     const store = await SliceStoreReader.open(privateFile);
     const other = await SliceStoreReader.open(otherFile);
@@ -179,6 +215,56 @@ describe('memorization audit on phantom slices', () => {
       // For unrelated slices (no copy) the coarse ranking may pick a near-equal neighbour: a lower bound, close.
       const gap = usual.reduce((s, m, i) => s + exhaustive[i]!.score - m.score, 0) / 12;
       assert.ok(gap < 0.02, `mean gap to the brute-force maximum ${gap}`);
+    } finally {
+      await store.close();
+      await other.close();
+    }
+  });
+
+  it('a match found at a shift scores what the re-prepared shifted query scores', async () => {
+    const store = await SliceStoreReader.open(privateFile);
+    const other = await SliceStoreReader.open(otherFile);
+    try {
+      const { size } = store.meta;
+      const geometry = { size, channels: store.meta.channels.length };
+      const train = store.indicesOf('train');
+      const set = await plantedSet(store, 30, await other.readRange(0, 10), 11);
+      const count = set.planted + set.fresh;
+      const index = await PrivateIndex.build(store, train, 16);
+      // A large shift range, so that some climbs push masked pixels out of the frame.
+      const matches = await scoreQueries(
+        set.data,
+        count,
+        geometry,
+        index,
+        resolveSettings(size, { margin: 0, maxShift: 12 }),
+      );
+      const trainData = await store.readIndices(train);
+      let shifted = 0;
+      for (let i = 0; i < count; i++) {
+        const m = matches[i]!;
+        if (m.dx !== 0 || m.dy !== 0) shifted++;
+        const q = allocQueries(size * size, 1);
+        q.n[0] = prepareQuery(
+          imageOf(set.data, i, geometry, { dx: m.dx, dy: m.dy }),
+          size * size,
+          q.centred,
+          q.mask,
+          0,
+        );
+        const p = allocPrivates(size * size, 1);
+        const t = train.indexOf(m.privateIndex);
+        preparePrivate(
+          imageOf(trainData, t, geometry, { mirror: m.mirrored }),
+          size * size,
+          p.values,
+          p.sums,
+          p.squares,
+          0,
+        );
+        assert.ok(Math.abs(pairScore(q, 0, p, 0) - m.score) < 1e-5, `query ${i} at (${m.dx}, ${m.dy})`);
+      }
+      assert.ok(shifted >= 5, `${shifted} matches at a shift`);
     } finally {
       await store.close();
       await other.close();

@@ -8,12 +8,15 @@
 // subject): the threshold is a high quantile of that plus a margin (see auditThreshold).
 import { SliceStoreReader } from '../slices/slice-store.js';
 import { coarseTopK } from './coarse-search.js';
+import { jsKernel, productKernel, type KernelPrivates, type ProductKernel } from './products.js';
 import {
   allocPrivates,
   allocQueries,
   AUDIT_CHANNELS,
   defaultCoarseSize,
   imageOf,
+  maskedPearson,
+  MIN_MASK_SHARE,
   pairScore,
   preparePrivate,
   prepareQuery,
@@ -52,6 +55,8 @@ export interface AuditRunOptions extends AuditSettings {
   privateStore: string;
   onProgress?: (progress: AuditProgress) => void;
   signal?: AbortSignal;
+  /** matrix products of the coarse stage: 'auto' (tfjs native or wasm when available, else JS loops) or 'js' */
+  kernel?: 'auto' | 'js';
 }
 
 /** A query's best private match: store index of the private slice, orientation and the candidate's shift. */
@@ -77,6 +82,8 @@ export interface AuditResult {
   /** candidate × private pairs scored (mirrors counted) and the time it took, reference included */
   pairs: number;
   seconds: number;
+  /** the coarse stage's product kernel: 'js' or the tfjs backend ('wasm', 'tensorflow') */
+  kernel: string;
 }
 
 export class AuditInputError extends Error {
@@ -126,8 +133,10 @@ export function resolveSettings(size: number, settings: AuditSettings): Required
   };
 }
 
-/** Bytes of full-resolution slices the exact stage holds at once (bounds memory at 256²). */
+/** Bytes of raw slices read at once while building the coarse index. */
 const EXACT_BYTES = 64 * 2 ** 20;
+/** Bytes of prepared full-resolution private rows the exact stage keeps between queries (all of them at 64²). */
+const PREPARED_BYTES = 128 * 2 ** 20;
 
 /** The site's training slices in the form the search needs: coarse rows (originals, then mirrors) in memory. */
 export class PrivateIndex {
@@ -138,6 +147,9 @@ export class PrivateIndex {
     readonly train: number[],
     readonly coarse: PreparedPrivates,
     readonly factor: number,
+    /** the coarse rows as the product kernel holds them */
+    readonly held: KernelPrivates,
+    readonly kernel: ProductKernel,
   ) {}
 
   static async build(
@@ -145,6 +157,7 @@ export class PrivateIndex {
     train: number[],
     coarseSize: number,
     onProgress?: (done: number, total: number) => void,
+    kernel: ProductKernel = jsKernel,
   ): Promise<PrivateIndex> {
     const geometry = { size: reader.meta.size, channels: reader.meta.channels.length };
     const factor = geometry.size / coarseSize;
@@ -179,7 +192,274 @@ export class PrivateIndex {
       }
       onProgress?.(Math.min(n, i + chunk), n);
     }
-    return new PrivateIndex(reader, geometry, train, coarse, factor);
+    return new PrivateIndex(reader, geometry, train, coarse, factor, kernel.holdPrivates(coarse), kernel);
+  }
+
+  /** Frees the kernel's copy of the coarse rows (tensors on a tfjs backend). */
+  dispose(): void {
+    this.held.dispose();
+  }
+}
+
+/**
+ * Full-resolution private rows, prepared once and kept (least recently used out) for the exact stage: the same
+ * private slice is in the top k of many queries.
+ */
+class FullResRows {
+  readonly rows: PreparedPrivates;
+  readonly capacity: number;
+  private readonly slotOf = new Map<number, number>();
+  private readonly free: number[];
+  readonly centroids: Float64Array;
+
+  constructor(
+    private readonly index: PrivateIndex,
+    minRows: number,
+  ) {
+    const pixels = index.geometry.size ** 2;
+    this.capacity = Math.max(
+      minRows,
+      Math.min(2 * index.train.length, Math.floor(PREPARED_BYTES / (pixels * (AUDIT_CHANNELS + 2) * 4))),
+    );
+    this.rows = allocPrivates(pixels, this.capacity);
+    this.centroids = new Float64Array(2 * this.capacity);
+    this.free = Array.from({ length: this.capacity }, (_, i) => this.capacity - 1 - i);
+  }
+
+  /** Makes every coarse row of `wanted` (at most `capacity` distinct) resident. */
+  async ensure(wanted: Set<number>): Promise<void> {
+    const n = this.index.train.length;
+    const missing = [...wanted].filter((r) => !this.slotOf.has(r));
+    for (const row of wanted) {
+      // Touch: re-inserting moves a row to the young end of the map's order.
+      const slot = this.slotOf.get(row);
+      if (slot !== undefined) {
+        this.slotOf.delete(row);
+        this.slotOf.set(row, slot);
+      }
+    }
+    if (missing.length === 0) return;
+    for (const [row, slot] of this.slotOf) {
+      if (this.free.length >= missing.length) break;
+      if (wanted.has(row)) continue;
+      this.slotOf.delete(row);
+      this.free.push(slot);
+    }
+    const storeIds = [...new Set(missing.map((r) => this.index.train[r % n]!))];
+    const where = new Map(storeIds.map((id, k) => [id, k] as const));
+    const slices = await this.index.reader.readIndices(storeIds);
+    const { geometry } = this.index;
+    const pixels = geometry.size ** 2;
+    const img = new Float32Array(pixels * AUDIT_CHANNELS);
+    for (const row of missing) {
+      const slot = this.free.pop()!;
+      const k = where.get(this.index.train[row % n]!)!;
+      const mirror = row >= n;
+      imageOf(slices, k, geometry, { mirror }, img);
+      preparePrivate(img, pixels, this.rows.values, this.rows.sums, this.rows.squares, slot);
+      const [cx, cy] = foregroundCentroid(slices, k, geometry, mirror);
+      this.centroids[2 * slot] = cx;
+      this.centroids[2 * slot + 1] = cy;
+      this.slotOf.set(row, slot);
+    }
+  }
+
+  slot(row: number): number {
+    return this.slotOf.get(row)!;
+  }
+}
+
+/** Per-shift statistics of a query's masked pixels that stay in the frame (see FullResQuery). */
+interface ShiftStats {
+  /** values under the shifted mask (4 per pixel) */
+  n: number;
+  mean: number;
+  /** 1 / ‖m ⊙ (q − mean)‖ */
+  scale: number;
+}
+
+/**
+ * A full-resolution query, read once, scored at any whole-pixel shift without re-preparing it. Shifting moves the
+ * masked pixels (zero-filled pixels are below the mask level, so none join); those pushed out of the frame drop
+ * out. So the shifted query's mask is the original one clipped to the rows and columns that stay in the frame,
+ * and the masked Pearson against private p is
+ *   r = (Σ q·p − mean·Σ_m p) · scale / sqrt(Σ_m p² − (Σ_m p)² / n)
+ * over that clipped mask (the same quantity as pairScore of the re-prepared shifted query, in another summation
+ * order: equal to ~1e-7). Mean, n and scale per shift come from per-row prefix sums. The only case re-prepared
+ * from the pixels: a shift leaving less than MIN_MASK_SHARE of the frame masked (prepareQuery then masks the whole
+ * slice), and any shift of a query already on that whole-slice fallback.
+ */
+class FullResQuery {
+  /** the unshifted query as prepareQuery leaves it (its mask is used below) */
+  readonly prepared: PreparedQueries;
+  /** the query's pixel values under its mask (0 elsewhere), 4 per pixel */
+  private readonly masked: Float32Array;
+  /** first/last masked column per row (first > last: none) */
+  private readonly first: Int32Array;
+  private readonly last: Int32Array;
+  /** per row, prefix sums over columns of masked pixel count, value sum and value square sum */
+  private readonly prefix: Float64Array;
+  private y0 = 0;
+  private y1 = -1;
+  private fallback = false;
+  private readonly img: Float32Array;
+  private readonly stats = new Map<number, ShiftStats | PreparedQueries>();
+  private data!: Uint8Array;
+  private qi = 0;
+
+  constructor(private readonly geometry: SliceGeometry) {
+    const { size } = geometry;
+    const pixels = size * size;
+    this.prepared = allocQueries(pixels, 1);
+    this.masked = new Float32Array(pixels * AUDIT_CHANNELS);
+    this.first = new Int32Array(size);
+    this.last = new Int32Array(size);
+    this.prefix = new Float64Array(size * (size + 1) * 3);
+    this.img = new Float32Array(pixels * AUDIT_CHANNELS);
+  }
+
+  load(data: Uint8Array, qi: number): void {
+    const { size } = this.geometry;
+    const pixels = size * size;
+    this.data = data;
+    this.qi = qi;
+    this.stats.clear();
+    const img = imageOf(data, qi, this.geometry, {}, this.img);
+    this.prepared.n[0] = prepareQuery(img, pixels, this.prepared.centred, this.prepared.mask, 0);
+    const mask = this.prepared.mask;
+    this.y0 = size;
+    this.y1 = -1;
+    let masked = 0;
+    const pre = this.prefix;
+    for (let y = 0; y < size; y++) {
+      let f = size;
+      let l = -1;
+      let o = y * (size + 1) * 3;
+      pre[o] = pre[o + 1] = pre[o + 2] = 0;
+      for (let x = 0; x < size; x++, o += 3) {
+        const p = y * size + x;
+        const on = mask[p] !== 0;
+        let s = 0;
+        let q = 0;
+        for (let c = 0; c < AUDIT_CHANNELS; c++) {
+          const v = on ? img[p * AUDIT_CHANNELS + c]! : 0;
+          this.masked[p * AUDIT_CHANNELS + c] = v;
+          s += v;
+          q += v * v;
+        }
+        pre[o + 3] = pre[o]! + (on ? 1 : 0);
+        pre[o + 4] = pre[o + 1]! + s;
+        pre[o + 5] = pre[o + 2]! + q;
+        if (on) {
+          if (f === size) f = x;
+          l = x;
+        }
+      }
+      this.first[y] = f;
+      this.last[y] = l;
+      if (l >= 0) {
+        this.y0 = Math.min(this.y0, y);
+        this.y1 = y;
+        masked += pre[y * (size + 1) * 3 + size * 3]!;
+      }
+    }
+    // A whole-slice mask (prepareQuery's fallback, or a frame-filling foreground): shifts are re-prepared.
+    this.fallback = masked === pixels;
+  }
+
+  /** Masked Pearson of this query shifted by (dx, dy) against prepared private row `slot`. */
+  score(p: PreparedPrivates, slot: number, dx: number, dy: number): number {
+    const st = this.shiftStats(dx, dy);
+    if ('centred' in st) return pairScore(st, 0, p, slot);
+    if (st.n === 0) return 0;
+    const { size } = this.geometry;
+    const q = this.masked;
+    const pv = p.values;
+    const ps = p.sums;
+    const pq = p.squares;
+    const pBase = slot * size * size;
+    let n0 = 0;
+    let n1 = 0;
+    let n2 = 0;
+    let n3 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    const ya = Math.max(this.y0, -dy);
+    const yb = Math.min(this.y1, size - 1 - dy);
+    for (let y = ya; y <= yb; y++) {
+      const f = Math.max(this.first[y]!, -dx);
+      const l = Math.min(this.last[y]!, size - 1 - dx);
+      if (l < f) continue;
+      const qp = y * size + f;
+      const pp = pBase + (y + dy) * size + f + dx;
+      const qm = this.prepared.mask;
+      for (let i = 0, w = l - f + 1; i < w; i++) {
+        const a = (qp + i) * AUDIT_CHANNELS;
+        const b = (pp + i) * AUDIT_CHANNELS;
+        n0 += q[a]! * pv[b]!;
+        n1 += q[a + 1]! * pv[b + 1]!;
+        n2 += q[a + 2]! * pv[b + 2]!;
+        n3 += q[a + 3]! * pv[b + 3]!;
+        const m = qm[qp + i]!;
+        s1 += m * ps[pp + i]!;
+        s2 += m * pq[pp + i]!;
+      }
+    }
+    return maskedPearson((n0 + n1 + n2 + n3 - st.mean * s1) * st.scale, s1, s2, st.n);
+  }
+
+  private shiftStats(dx: number, dy: number): ShiftStats | PreparedQueries {
+    const key = (dy + 1024) * 2048 + dx + 1024;
+    let st = this.stats.get(key);
+    if (st) return st;
+    const { size } = this.geometry;
+    const pixels = size * size;
+    if (this.fallback && (dx !== 0 || dy !== 0)) {
+      st = this.reprepared(dx, dy);
+    } else {
+      let count = 0;
+      let sum = 0;
+      let sq = 0;
+      const pre = this.prefix;
+      for (let y = Math.max(this.y0, -dy), yb = Math.min(this.y1, size - 1 - dy); y <= yb; y++) {
+        const f = Math.max(this.first[y]!, -dx);
+        const l = Math.min(this.last[y]!, size - 1 - dx);
+        if (l < f) continue;
+        const a = (y * (size + 1) + f) * 3;
+        const b = (y * (size + 1) + l + 1) * 3;
+        count += pre[b]! - pre[a]!;
+        sum += pre[b + 1]! - pre[a + 1]!;
+        sq += pre[b + 2]! - pre[a + 2]!;
+      }
+      if (count < MIN_MASK_SHARE * pixels && !this.fallback) {
+        st = this.reprepared(dx, dy);
+      } else {
+        const n = count * AUDIT_CHANNELS;
+        const mean = sum / n;
+        const variance = sq - sum * mean;
+        // Relative test too: the prefix sums cancel to rounding noise for a constant query.
+        st =
+          variance > 1e-12 && variance > 1e-10 * sq
+            ? { n, mean, scale: 1 / Math.sqrt(variance) }
+            : { n: 0, mean: 0, scale: 0 };
+      }
+    }
+    this.stats.set(key, st);
+    return st;
+  }
+
+  /** The shifted query prepared from its pixels, as prepareQuery does (whole-slice fallback masks). */
+  private reprepared(dx: number, dy: number): PreparedQueries {
+    const pixels = this.geometry.size ** 2;
+    const q = allocQueries(pixels, 1);
+    q.n[0] = prepareQuery(
+      imageOf(this.data, this.qi, this.geometry, { dx, dy }, this.img),
+      pixels,
+      q.centred,
+      q.mask,
+      0,
+    );
+    return q;
   }
 }
 
@@ -229,6 +509,7 @@ export async function scoreQueries(
   queryGeometry: SliceGeometry,
   index: PrivateIndex,
   settings: Required<AuditSettings>,
+  rows?: FullResRowsHandle,
 ): Promise<AuditMatch[]> {
   const { topK, maxShift } = settings;
   const n = index.train.length;
@@ -242,69 +523,51 @@ export async function scoreQueries(
     imageOf(data, k, queryGeometry, { factor, dx, dy }, cimg);
     queries.n[k] = prepareQuery(cimg, coarsePixels, queries.centred, queries.mask, k);
   }
-  const tops = coarseTopK(queries, index.coarse, topK);
+  const tops = coarseTopK(queries, index.held, topK, index.kernel);
 
-  const { size } = queryGeometry;
-  const pixels = size * size;
+  const kk = Math.max(1, tops[0]?.length ?? 1);
+  const cache = (rows?.cache as FullResRows | undefined) ?? new FullResRows(index, kk);
+  if (rows) rows.cache = cache;
+  const full = cache.rows;
+  const query = new FullResQuery(queryGeometry);
+  const span = 2 * maxShift + 1;
+  const memo = new Map<number, number>();
   const out: AuditMatch[] = [];
-  // Exact stage in sub-blocks whose distinct private slices fit in EXACT_BYTES.
-  const perQuery = Math.max(1, tops[0]?.length ?? 1) * index.reader.meta.sliceBytes;
-  const sub = Math.max(1, Math.floor(EXACT_BYTES / perQuery));
-  const img = new Float32Array(pixels * AUDIT_CHANNELS);
+  // Exact stage in sub-blocks whose distinct private rows fit in the cache.
+  const sub = Math.max(1, Math.floor(cache.capacity / kk));
   for (let s0 = 0; s0 < count; s0 += sub) {
     const s1 = Math.min(count, s0 + sub);
-    const storeIds = [
-      ...new Set(
-        tops.slice(s0, s1).flatMap((t) => [...t.rows.subarray(0, t.length)].map((r) => index.train[r % n]!)),
-      ),
-    ];
-    const slices = await index.reader.readIndices(storeIds);
-    const where = new Map(storeIds.map((id, k) => [id, k] as const));
+    await cache.ensure(new Set(tops.slice(s0, s1).flatMap((t) => [...t.rows.subarray(0, t.length)])));
     for (let qi = s0; qi < s1; qi++) {
-      const shifted = new Map<number, PreparedQueries>();
-      const queryAt = (dx: number, dy: number): PreparedQueries => {
-        const key = (dy + 1024) * 2048 + dx + 1024;
-        let q = shifted.get(key);
-        if (!q) {
-          q = allocQueries(pixels, 1);
-          q.n[0] = prepareQuery(
-            imageOf(data, qi, queryGeometry, { dx, dy }, img),
-            pixels,
-            q.centred,
-            q.mask,
-            0,
-          );
-          shifted.set(key, q);
-        }
-        return q;
-      };
+      query.load(data, qi);
+      memo.clear();
       // Each of the top k at full resolution from two starts: no shift, and the shift that lines up the foreground
       // centroids; then hill climbing over whole-pixel shifts (±maxShift) from the CLIMBS best starting points.
+      // Scores are memoized per (row, shift): climbs revisit their neighbours' neighbours.
       const [qx, qy] = foregroundCentroid(data, qi, queryGeometry);
       const clamp = (v: number) => Math.max(-maxShift, Math.min(maxShift, Math.round(v)));
       const top = tops[qi]!;
-      const privs: PreparedPrivates[] = [];
+      const scoreAt = (t: number, dx: number, dy: number): number => {
+        const key = (t * span + dy + maxShift) * span + dx + maxShift;
+        let s = memo.get(key);
+        if (s === undefined) {
+          s = query.score(full, cache.slot(top.rows[t]!), dx, dy);
+          memo.set(key, s);
+        }
+        return s;
+      };
       const starts: Array<{ t: number; dx: number; dy: number; score: number }> = [];
       for (let t = 0; t < top.length; t++) {
-        const row = top.rows[t]!;
-        const slot = where.get(index.train[row % n]!)!;
-        const priv = allocPrivates(pixels, 1);
-        imageOf(slices, slot, index.geometry, { mirror: row >= n }, img);
-        preparePrivate(img, pixels, priv.values, priv.sums, priv.squares, 0);
-        privs.push(priv);
-        starts.push({ t, dx: 0, dy: 0, score: pairScore(queryAt(0, 0), 0, priv, 0) });
-        const [px, py] = foregroundCentroid(slices, slot, index.geometry, row >= n);
-        const [ax, ay] = [clamp(px - qx), clamp(py - qy)];
-        if (ax !== 0 || ay !== 0)
-          starts.push({ t, dx: ax, dy: ay, score: pairScore(queryAt(ax, ay), 0, priv, 0) });
+        const slot = cache.slot(top.rows[t]!);
+        starts.push({ t, dx: 0, dy: 0, score: scoreAt(t, 0, 0) });
+        const [ax, ay] = [clamp(cache.centroids[2 * slot]! - qx), clamp(cache.centroids[2 * slot + 1]! - qy)];
+        if (ax !== 0 || ay !== 0) starts.push({ t, dx: ax, dy: ay, score: scoreAt(t, ax, ay) });
       }
       starts.sort((x, y) => y.score - x.score);
       let best: AuditMatch = { ...NO_MATCH, score: -Infinity };
       for (const [i, start] of starts.entries()) {
         const end =
-          i < CLIMBS
-            ? climb(start.dx, start.dy, maxShift, (x, y) => pairScore(queryAt(x, y), 0, privs[start.t]!, 0))
-            : start;
+          i < CLIMBS ? climb(start.dx, start.dy, maxShift, (x, y) => scoreAt(start.t, x, y)) : start;
         if (end.score > best.score) {
           const row = top.rows[start.t]!;
           best = {
@@ -321,6 +584,11 @@ export async function scoreQueries(
     await new Promise((resolve) => setImmediate(resolve));
   }
   return out;
+}
+
+/** Lets successive scoreQueries calls share their prepared full-resolution private rows. */
+export interface FullResRowsHandle {
+  cache?: unknown;
 }
 
 function checkStores(candidates: SliceStoreReader, privateStore: SliceStoreReader): void {
@@ -370,49 +638,68 @@ export async function runAudit(options: AuditRunOptions): Promise<AuditResult> {
         );
       }
       const report = options.onProgress ?? (() => undefined);
-      const index = await PrivateIndex.build(privateStore, train, settings.coarseSize, (done, total) =>
-        report({ stage: 'load', done, total }),
+      const kernel = await productKernel(options.kernel);
+      const index = await PrivateIndex.build(
+        privateStore,
+        train,
+        settings.coarseSize,
+        (done, total) => report({ stage: 'load', done, total }),
+        kernel,
       );
-      const privateGeometry = index.geometry;
-      const reference: number[] = [];
-      for (let i = 0; i < test.length; i += settings.blockSize) {
-        options.signal?.throwIfAborted();
-        const ids = test.slice(i, i + settings.blockSize);
-        const matches = await scoreQueries(
-          await privateStore.readIndices(ids),
-          ids.length,
-          privateGeometry,
-          index,
+      try {
+        const rows: FullResRowsHandle = {};
+        const privateGeometry = index.geometry;
+        const reference: number[] = [];
+        for (let i = 0; i < test.length; i += settings.blockSize) {
+          options.signal?.throwIfAborted();
+          const ids = test.slice(i, i + settings.blockSize);
+          const matches = await scoreQueries(
+            await privateStore.readIndices(ids),
+            ids.length,
+            privateGeometry,
+            index,
+            settings,
+            rows,
+          );
+          reference.push(...matches.map((m) => m.score));
+          report({ stage: 'reference', done: reference.length, total: test.length });
+        }
+        const threshold = auditThreshold(reference, settings.margin, settings.quantile);
+        const candidateGeometry = { size: candidates.meta.size, channels: candidates.meta.channels.length };
+        const matches: AuditMatch[] = [];
+        for (let i = 0; i < candidates.count; i += settings.blockSize) {
+          options.signal?.throwIfAborted();
+          const n = Math.min(settings.blockSize, candidates.count - i);
+          matches.push(
+            ...(await scoreQueries(
+              await candidates.readRange(i, n),
+              n,
+              candidateGeometry,
+              index,
+              settings,
+              rows,
+            )),
+          );
+          report({ stage: 'candidates', done: matches.length, total: candidates.count });
+        }
+        const scores = matches.map((m) => m.score);
+        return {
+          scores,
+          matches,
+          reference,
+          threshold,
+          flagged: scores.flatMap((s, i) => (s > threshold ? [i] : [])),
           settings,
-        );
-        reference.push(...matches.map((m) => m.score));
-        report({ stage: 'reference', done: reference.length, total: test.length });
+          size: privateStore.meta.size,
+          privateTrainSlices: train.length,
+          privateTestSlices: test.length,
+          pairs: (candidates.count + test.length) * 2 * train.length,
+          seconds: (performance.now() - started) / 1000,
+          kernel: kernel.name,
+        };
+      } finally {
+        index.dispose();
       }
-      const threshold = auditThreshold(reference, settings.margin, settings.quantile);
-      const candidateGeometry = { size: candidates.meta.size, channels: candidates.meta.channels.length };
-      const matches: AuditMatch[] = [];
-      for (let i = 0; i < candidates.count; i += settings.blockSize) {
-        options.signal?.throwIfAborted();
-        const n = Math.min(settings.blockSize, candidates.count - i);
-        matches.push(
-          ...(await scoreQueries(await candidates.readRange(i, n), n, candidateGeometry, index, settings)),
-        );
-        report({ stage: 'candidates', done: matches.length, total: candidates.count });
-      }
-      const scores = matches.map((m) => m.score);
-      return {
-        scores,
-        matches,
-        reference,
-        threshold,
-        flagged: scores.flatMap((s, i) => (s > threshold ? [i] : [])),
-        settings,
-        size: privateStore.meta.size,
-        privateTrainSlices: train.length,
-        privateTestSlices: test.length,
-        pairs: (candidates.count + test.length) * 2 * train.length,
-        seconds: (performance.now() - started) / 1000,
-      };
     } finally {
       await privateStore.close();
     }

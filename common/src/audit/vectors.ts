@@ -55,16 +55,26 @@ export function imageOf(
   const dy = options.dy ?? 0;
   const mirror = options.mirror ?? false;
   const w = 1 / (255 * f * f);
+  // Output columns x whose source column x − dx is inside the slice; the source steps by ±1 along them.
+  const xa = Math.max(0, dx);
+  const xb = Math.min(size, size + dx);
+  const step = mirror ? -channels : channels;
   for (let y = 0; y < size; y++) {
     const sy = y - dy;
     if (sy < 0 || sy >= size) continue;
     const row = Math.floor(y / f) * side;
-    for (let x = 0; x < size; x++) {
-      let sx = x - dx;
-      if (sx < 0 || sx >= size) continue;
-      if (mirror) sx = size - 1 - sx;
-      const s = base + (sy * size + sx) * channels;
-      const o = (row + Math.floor(x / f)) * AUDIT_CHANNELS;
+    let s = base + (sy * size + (mirror ? size - 1 - (xa - dx) : xa - dx)) * channels;
+    if (f === 1) {
+      for (let x = xa, o = (row + xa) * AUDIT_CHANNELS; x < xb; x++, o += AUDIT_CHANNELS, s += step) {
+        img[o] = data[s]! * w;
+        img[o + 1] = data[s + 1]! * w;
+        img[o + 2] = data[s + 2]! * w;
+        img[o + 3] = data[s + 3]! * w;
+      }
+      continue;
+    }
+    for (let x = xa; x < xb; x++, s += step) {
+      const o = (row + ((x / f) | 0)) * AUDIT_CHANNELS;
       img[o] = img[o]! + data[s]! * w;
       img[o + 1] = img[o + 1]! + data[s + 1]! * w;
       img[o + 2] = img[o + 2]! + data[s + 2]! * w;
