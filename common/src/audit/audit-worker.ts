@@ -14,5 +14,11 @@ try {
   });
   post({ type: 'result', result });
 } catch (error) {
-  post({ type: 'error', name: (error as Error).name, message: (error as Error).message ?? String(error) });
+  const code = (error as { code?: unknown }).code;
+  post({
+    type: 'error',
+    name: (error as Error).name,
+    message: (error as Error).message ?? String(error),
+    ...(typeof code === 'string' ? { code } : {}),
+  });
 }

@@ -8,7 +8,16 @@ import { buildSliceStore } from '../slices/slice-pipeline.js';
 import { SliceStoreReader } from '../slices/slice-store.js';
 import { createRng } from '../util/rng.js';
 import { plantedSet, writeCandidateStore, PERTURBATIONS } from './audit-fixtures.js';
-import { PrivateIndex, resolveSettings, runAudit, scoreQueries, auditThreshold, quantile } from './audit.js';
+import {
+  PrivateIndex,
+  resolveSettings,
+  runAudit,
+  scoreQueries,
+  auditThreshold,
+  quantile,
+  planReference,
+  isAuditReferenceError,
+} from './audit.js';
 import { runAuditInWorker } from './run-in-worker.js';
 import {
   allocPrivates,
@@ -329,5 +338,153 @@ describe('memorization audit on phantom slices', () => {
       runAuditInWorker({ candidates: wrongSize, privateStore: privateFile, margin: 0 }),
       (e: Error) => e.message.includes(wrongSize) && /16².*64²/.test(e.message),
     );
+  });
+});
+
+describe('memorization audit without held-out subjects (leave-one-subject-out reference)', () => {
+  let root: string;
+  let privateFile: string;
+  let singleFile: string;
+  let otherFile: string;
+  before(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-audit-loso-'));
+    const manifest = await writePhantomSites({
+      out: path.join(root, 'data'),
+      sites: 3,
+      cases: 8,
+      siteSizes: [5, 2, 1],
+      seed: 33,
+      naming: '2021',
+      dims: [200, 200, 100],
+    });
+    privateFile = path.join(root, 'private.fss');
+    otherFile = path.join(root, 'other.fss');
+    singleFile = path.join(root, 'single.fss');
+    // testFraction 0: every subject trains, as at a small site whose seeded split drew no held-out subject.
+    for (const [site, out] of [
+      [0, privateFile],
+      [1, otherFile],
+      [2, singleFile],
+    ] as const) {
+      await buildSliceStore({
+        dataDir: manifest.sites[site]!.dir,
+        out,
+        preset: 'cpu64',
+        testFraction: 0,
+        seed: 2,
+      });
+    }
+  });
+  after(async () => rm(root, { recursive: true, force: true }));
+
+  it('scores each reference slice against the other subjects only', async () => {
+    const store = await SliceStoreReader.open(privateFile);
+    try {
+      assert.equal(store.indicesOf('test').length, 0);
+      const train = store.indicesOf('train');
+      const subjectOf = (index: number) =>
+        store.meta.subjects.findIndex((s) => index >= s.first && index < s.first + s.count);
+      const plan = planReference(store, train, 24);
+      assert.equal(plan.kind, 'leave-one-subject-out');
+      assert.equal(plan.ids.length, 24);
+      assert.deepEqual(planReference(store, train, 24).ids, plan.ids, 'the sample is seeded');
+      assert.ok(plan.subjects >= 2, `${plan.subjects} subjects sampled`);
+      assert.equal(planReference(store, train, 10_000).ids.length, train.length);
+      const { size } = store.meta;
+      const geometry = { size, channels: store.meta.channels.length };
+      const settings = resolveSettings(size, { margin: 0 });
+      const index = await PrivateIndex.build(store, train, settings.coarseSize);
+      try {
+        const data = await store.readIndices(plan.ids);
+        const loso = await scoreQueries(
+          data,
+          plan.ids.length,
+          geometry,
+          index,
+          settings,
+          undefined,
+          plan.excluded,
+        );
+        const all = await scoreQueries(data, plan.ids.length, geometry, index, settings);
+        for (const [i, id] of plan.ids.entries()) {
+          // Without the exclusion a training slice finds itself; with it, never its own subject.
+          assert.ok(all[i]!.score > 0.9999, `slice ${id} matches itself: ${all[i]!.score}`);
+          assert.notEqual(subjectOf(loso[i]!.privateIndex), subjectOf(id), `slice ${id}`);
+          assert.ok(loso[i]!.score < 0.999, `slice ${id} against other subjects: ${loso[i]!.score}`);
+        }
+      } finally {
+        index.dispose();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('audits with the LOSO reference: flags planted copies, passes another site, bounds the reference', async () => {
+    const store = await SliceStoreReader.open(privateFile);
+    const other = await SliceStoreReader.open(otherFile);
+    const candidates = path.join(root, 'candidates.fss');
+    let set;
+    let trainSlices: number;
+    try {
+      trainSlices = store.indicesOf('train').length;
+      set = await plantedSet(store, 60, await other.readRange(0, other.count), 8);
+      await writeCandidateStore(candidates, store, set.data);
+    } finally {
+      await store.close();
+      await other.close();
+    }
+    const result = await runAudit({ candidates, privateStore: privateFile, margin: 0.05 });
+    assert.equal(result.referenceKind, 'leave-one-subject-out');
+    assert.equal(result.referenceSubjects, 5);
+    assert.equal(result.privateTestSlices, 0);
+    assert.equal(result.reference.length, Math.min(trainSlices, 256));
+    assert.equal(result.threshold, auditThreshold(result.reference, 0.05));
+    const flagged = new Set(result.flagged);
+    const missed = set.sources.flatMap((s, i) => (flagged.has(i) ? [] : [`${s.kind} ${result.scores[i]}`]));
+    assert.deepEqual(missed, [], `every planted copy is flagged (threshold ${result.threshold})`);
+    for (const kind of PERTURBATIONS) assert.ok(set.sources.some((s) => s.kind === kind));
+    assert.ok(set.fresh >= 30);
+    const freshFlagged = result.flagged.filter((i) => i >= set.planted).length;
+    assert.ok(
+      freshFlagged <= Math.floor(0.01 * set.fresh),
+      `${freshFlagged}/${set.fresh} fresh slices flagged`,
+    );
+
+    // A smaller cap samples fewer reference slices (seeded: the worker draws the same ones).
+    const capped = await runAudit({
+      candidates,
+      privateStore: privateFile,
+      margin: 0.05,
+      referenceSlices: 40,
+    });
+    assert.equal(capped.reference.length, 40);
+    const inWorker = await runAuditInWorker({
+      candidates,
+      privateStore: privateFile,
+      margin: 0.05,
+      referenceSlices: 40,
+    });
+    assert.equal(inWorker.referenceKind, 'leave-one-subject-out');
+    assert.deepEqual(inWorker.reference, capped.reference);
+    assert.deepEqual(inWorker.flagged, capped.flagged);
+  });
+
+  it('fails clearly with a single training subject and none held out', async () => {
+    const store = await SliceStoreReader.open(singleFile);
+    const candidates = path.join(root, 'single-candidates.fss');
+    try {
+      assert.equal(store.meta.subjects.length, 1);
+      await writeCandidateStore(candidates, store, await store.readRange(0, 4));
+    } finally {
+      await store.close();
+    }
+    const check = (e: unknown) =>
+      isAuditReferenceError(e) &&
+      e.code === 'no_unseen_reference' &&
+      /single training subject/.test(e.message) &&
+      !e.message.includes(root);
+    await assert.rejects(runAudit({ candidates, privateStore: singleFile, margin: 0.05 }), check);
+    await assert.rejects(runAuditInWorker({ candidates, privateStore: singleFile, margin: 0.05 }), check);
   });
 });

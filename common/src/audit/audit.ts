@@ -5,9 +5,13 @@
 //   2. exact: those k re-scored at full resolution, with a small shift search (hill climbing over whole-pixel
 //      shifts of the candidate, up to maxShift): a copy moved by a few pixels is still a copy.
 // The site's reference is the same score for each of its held-out test slices (an unseen real slice of another
-// subject): the threshold is a high quantile of that plus a margin (see auditThreshold).
+// subject): the threshold is a high quantile of that plus a margin (see auditThreshold). A site with no held-out
+// subject (a small hospital: the 15% subject split often leaves none of 4–7 cases) uses a leave-one-subject-out
+// reference instead: each of its training slices (a seeded sample of at most referenceSlices) against the training
+// slices of the other subjects and their mirrors. With one training subject there is no unseen slice at all.
 import { SliceStoreReader } from '../slices/slice-store.js';
-import { coarseTopK } from './coarse-search.js';
+import { createRng } from '../util/rng.js';
+import { coarseTopK, type ExcludedGroups } from './coarse-search.js';
 import { jsKernel, productKernel, type KernelPrivates, type ProductKernel } from './products.js';
 import {
   allocPrivates,
@@ -40,7 +44,20 @@ export interface AuditSettings {
   maxShift?: number;
   /** candidates per coarse block (default 256) */
   blockSize?: number;
+  /**
+   * at most this many training slices (a seeded sample) make a leave-one-subject-out reference (default 256): the
+   * reference then costs no more than 256 held-out slices would
+   */
+  referenceSlices?: number;
 }
+
+/**
+ * Where the threshold's reference came from: the held-out test slices, or (no held-out subject) training slices
+ * each scored against the other training subjects only.
+ */
+export type ReferenceKind = 'held-out' | 'leave-one-subject-out';
+
+export const DEFAULT_REFERENCE_SLICES = 256;
 
 export interface AuditProgress {
   stage: 'load' | 'reference' | 'candidates';
@@ -73,6 +90,9 @@ export interface AuditResult {
   /** per candidate: its nearest private slice (stays on the site: for the local review page only) */
   matches: AuditMatch[];
   reference: number[];
+  referenceKind: ReferenceKind;
+  /** subjects whose slices make the reference */
+  referenceSubjects: number;
   threshold: number;
   flagged: number[];
   settings: Required<AuditSettings>;
@@ -94,6 +114,21 @@ export class AuditInputError extends Error {
   ) {
     super(`${file}: ${reason}`);
   }
+}
+
+/** No unseen real slice to set the threshold from (one training subject, none held out). No path in the message. */
+export class AuditReferenceError extends Error {
+  override readonly name = 'AuditReferenceError';
+  readonly code = 'no_unseen_reference';
+}
+
+/** True for AuditReferenceError, also as rebuilt from a worker thread's message (name and code only). */
+export function isAuditReferenceError(error: unknown): error is Error & { code: string } {
+  return (
+    error instanceof Error &&
+    error.name === 'AuditReferenceError' &&
+    typeof (error as { code?: unknown }).code === 'string'
+  );
 }
 
 /** Linear-interpolated quantile of unsorted values. */
@@ -130,6 +165,7 @@ export function resolveSettings(size: number, settings: AuditSettings): Required
     coarseSize,
     maxShift: Math.max(0, settings.maxShift ?? Math.max(1, Math.round(size / 16))),
     blockSize: Math.max(4, settings.blockSize ?? 256),
+    referenceSlices: Math.max(1, Math.floor(settings.referenceSlices ?? DEFAULT_REFERENCE_SLICES)),
   };
 }
 
@@ -510,6 +546,8 @@ export async function scoreQueries(
   index: PrivateIndex,
   settings: Required<AuditSettings>,
   rows?: FullResRowsHandle,
+  /** per query, a subject (index into `subjectOfTrain`'s values) whose slices it may not match; -1: none */
+  excluded?: { subjectOfTrain: Int32Array; subjectOfQuery: Int32Array },
 ): Promise<AuditMatch[]> {
   const { topK, maxShift } = settings;
   const n = index.train.length;
@@ -523,9 +561,16 @@ export async function scoreQueries(
     imageOf(data, k, queryGeometry, { factor, dx, dy }, cimg);
     queries.n[k] = prepareQuery(cimg, coarsePixels, queries.centred, queries.mask, k);
   }
-  const tops = coarseTopK(queries, index.held, topK, index.kernel);
+  let groups: ExcludedGroups | undefined;
+  if (excluded) {
+    // Coarse row r is train[r % n] or its mirror: both belong to that slice's subject.
+    const rowGroups = new Int32Array(2 * n);
+    for (let r = 0; r < 2 * n; r++) rowGroups[r] = excluded.subjectOfTrain[r % n]!;
+    groups = { rows: rowGroups, queries: excluded.subjectOfQuery };
+  }
+  const tops = coarseTopK(queries, index.held, topK, index.kernel, groups);
 
-  const kk = Math.max(1, tops[0]?.length ?? 1);
+  const kk = tops.reduce((m, t) => Math.max(m, t.length), 1);
   const cache = (rows?.cache as FullResRows | undefined) ?? new FullResRows(index, kk);
   if (rows) rows.cache = cache;
   const full = cache.rows;
@@ -618,7 +663,57 @@ function checkStores(candidates: SliceStoreReader, privateStore: SliceStoreReade
   }
 }
 
-/** The whole audit on one site: reference from the held-out slices, then every candidate. */
+/** The reference's queries: store indices, and the subject each may not match (LOSO) when there is one. */
+interface ReferencePlan {
+  kind: ReferenceKind;
+  ids: number[];
+  subjects: number;
+  excluded?: { subjectOfTrain: Int32Array; subjectOfQuery: Int32Array };
+}
+
+/**
+ * The held-out test slices when there are any; else leave-one-subject-out over the training subjects (at most
+ * `limit` slices, a seeded sample); one training subject and no held-out one fails with AuditReferenceError.
+ */
+export function planReference(store: SliceStoreReader, train: number[], limit: number): ReferencePlan {
+  const testSubjects = store.meta.subjects.filter((s) => s.split === 'test' && s.count > 0);
+  if (testSubjects.length > 0) {
+    return { kind: 'held-out', ids: store.indicesOf('test'), subjects: testSubjects.length };
+  }
+  const trainSubjects = store.meta.subjects.filter((s) => s.split === 'train' && s.count > 0);
+  if (trainSubjects.length < 2) {
+    throw new AuditReferenceError(
+      'the private slices hold a single training subject and no held-out test subject, so there is no unseen ' +
+        'real slice to set the audit threshold from: the audit needs held-out test slices or at least 2 ' +
+        'training subjects',
+    );
+  }
+  // train lists the training subjects' slices in store order (indicesOf): its subject runs line up with these.
+  const subjectOfTrain = new Int32Array(train.length);
+  let at = 0;
+  trainSubjects.forEach((s, k) => {
+    for (let i = 0; i < s.count; i++) subjectOfTrain[at++] = k;
+  });
+  if (at !== train.length) throw new Error('training subjects and training slices disagree');
+  let picked = Array.from({ length: train.length }, (_, i) => i);
+  if (picked.length > limit) {
+    // Seeded (partial Fisher–Yates): the same store gives the same reference every run.
+    const rng = createRng(`audit-reference:${store.meta.split.seed}:${train.length}`);
+    for (let i = 0; i < limit; i++) {
+      const j = i + rng.int(picked.length - i);
+      [picked[i], picked[j]] = [picked[j]!, picked[i]!];
+    }
+    picked = picked.slice(0, limit).sort((a, b) => a - b);
+  }
+  return {
+    kind: 'leave-one-subject-out',
+    ids: picked.map((i) => train[i]!),
+    subjects: new Set(picked.map((i) => subjectOfTrain[i]!)).size,
+    excluded: { subjectOfTrain, subjectOfQuery: Int32Array.from(picked, (i) => subjectOfTrain[i]!) },
+  };
+}
+
+/** The whole audit on one site: the reference (held-out or leave-one-subject-out), then every candidate. */
 export async function runAudit(options: AuditRunOptions): Promise<AuditResult> {
   const started = performance.now();
   const candidates = await SliceStoreReader.open(options.candidates);
@@ -628,15 +723,10 @@ export async function runAudit(options: AuditRunOptions): Promise<AuditResult> {
       checkStores(candidates, privateStore);
       const settings = resolveSettings(privateStore.meta.size, options);
       const train = privateStore.indicesOf('train');
-      const test = privateStore.indicesOf('test');
       if (train.length === 0)
         throw new AuditInputError(privateStore.file, 'has no training slices to audit against');
-      if (test.length === 0) {
-        throw new AuditInputError(
-          privateStore.file,
-          'has no held-out test slices: the audit needs them for its reference',
-        );
-      }
+      const plan = planReference(privateStore, train, settings.referenceSlices);
+      const test = plan.ids;
       const report = options.onProgress ?? (() => undefined);
       const kernel = await productKernel(options.kernel);
       const index = await PrivateIndex.build(
@@ -660,6 +750,10 @@ export async function runAudit(options: AuditRunOptions): Promise<AuditResult> {
             index,
             settings,
             rows,
+            plan.excluded && {
+              subjectOfTrain: plan.excluded.subjectOfTrain,
+              subjectOfQuery: plan.excluded.subjectOfQuery.subarray(i, i + ids.length),
+            },
           );
           reference.push(...matches.map((m) => m.score));
           report({ stage: 'reference', done: reference.length, total: test.length });
@@ -687,12 +781,14 @@ export async function runAudit(options: AuditRunOptions): Promise<AuditResult> {
           scores,
           matches,
           reference,
+          referenceKind: plan.kind,
+          referenceSubjects: plan.subjects,
           threshold,
           flagged: scores.flatMap((s, i) => (s > threshold ? [i] : [])),
           settings,
           size: privateStore.meta.size,
           privateTrainSlices: train.length,
-          privateTestSlices: test.length,
+          privateTestSlices: plan.kind === 'held-out' ? test.length : 0,
           pairs: (candidates.count + test.length) * 2 * train.length,
           seconds: (performance.now() - started) / 1000,
           kernel: kernel.name,

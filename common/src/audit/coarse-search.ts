@@ -29,6 +29,18 @@ function offer(top: TopK, row: number, score: number): void {
 }
 
 /**
+ * Rows a query may not match: query q skips private row p when `rows[p] === queries[q]` (both ≥ 0). The
+ * leave-one-subject-out reference uses the subject as the group: a training slice is scored against the other
+ * subjects only.
+ */
+export interface ExcludedGroups {
+  /** group of each private row (-1: none) */
+  rows: Int32Array;
+  /** group of each query row (-1: none) */
+  queries: Int32Array;
+}
+
+/**
  * For each query row, the k private rows with the largest masked Pearson correlation (see vectors.ts). `privates`
  * is either prepared rows (scored with the JS kernel) or rows already held by `kernel`.
  */
@@ -37,6 +49,7 @@ export function coarseTopK(
   privates: PreparedPrivates | KernelPrivates,
   k: number,
   kernel: ProductKernel = jsKernel,
+  exclude?: ExcludedGroups,
 ): TopK[] {
   const held = 'source' in privates ? privates : kernel.holdPrivates(privates);
   try {
@@ -46,7 +59,13 @@ export function coarseTopK(
     const tops: TopK[] = [];
     for (let q = 0; q < queries.count; q++) {
       const top = newTopK(kk);
-      for (let p = 0, row = q * m; p < m; p++) offer(top, p, scores[row + p]!);
+      const group = exclude ? exclude.queries[q]! : -1;
+      if (group < 0) {
+        for (let p = 0, row = q * m; p < m; p++) offer(top, p, scores[row + p]!);
+      } else {
+        const rows = exclude!.rows;
+        for (let p = 0, row = q * m; p < m; p++) if (rows[p] !== group) offer(top, p, scores[row + p]!);
+      }
       tops.push(top);
     }
     return tops;

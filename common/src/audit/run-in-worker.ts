@@ -1,11 +1,17 @@
 // Runs the audit in a worker thread (audit-worker.js beside this file): the caller's event loop stays free.
 import { Worker } from 'node:worker_threads';
-import { AuditInputError, type AuditProgress, type AuditResult, type AuditRunOptions } from './audit.js';
+import {
+  AuditInputError,
+  AuditReferenceError,
+  type AuditProgress,
+  type AuditResult,
+  type AuditRunOptions,
+} from './audit.js';
 
 export type AuditWorkerMessage =
   | { type: 'progress'; progress: AuditProgress }
   | { type: 'result'; result: AuditResult }
-  | { type: 'error'; name: string; message: string };
+  | { type: 'error'; name: string; message: string; code?: string };
 
 /** Like runAudit, in a worker; aborting `signal` terminates the worker and rejects with the signal's reason. */
 export function runAuditInWorker(options: AuditRunOptions): Promise<AuditResult> {
@@ -30,10 +36,13 @@ export function runAuditInWorker(options: AuditRunOptions): Promise<AuditResult>
       if (message.type === 'progress') onProgress?.(message.progress);
       else if (message.type === 'result') finish(() => resolve(message.result));
       else {
-        // AuditInputError carries "file: reason" in its message already.
+        // AuditInputError carries "file: reason" in its message already; AuditReferenceError keeps its code.
         const error =
-          message.name === 'AuditInputError'
-            ? Object.assign(new Error(message.message), { name: message.name })
+          message.name === 'AuditInputError' || message.name === 'AuditReferenceError'
+            ? Object.assign(new Error(message.message), {
+                name: message.name,
+                ...(message.code !== undefined ? { code: message.code } : {}),
+              })
             : new Error(message.message);
         finish(() => reject(error));
       }
@@ -43,4 +52,4 @@ export function runAuditInWorker(options: AuditRunOptions): Promise<AuditResult>
   });
 }
 
-export { AuditInputError };
+export { AuditInputError, AuditReferenceError };

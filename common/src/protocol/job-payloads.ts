@@ -130,6 +130,11 @@ export const auditScoresSchema = z.strictObject({
   scores: z.array(z.number().min(-1).max(1)),
   /** the site's train→held-out maxima (the "unseen real slice" reference), one per held-out slice */
   reference: z.array(z.number().min(-1).max(1)),
+  /**
+   * where `reference` came from: held-out test slices, or (a site with no held-out subject) training slices each
+   * scored against the other training subjects only. Absent: 'held-out' (sites from before the field).
+   */
+  referenceKind: z.enum(['held-out', 'leave-one-subject-out']).optional(),
   threshold: z.number(),
   /** candidate indices above the threshold */
   flagged: z.array(z.number().int().min(0)),

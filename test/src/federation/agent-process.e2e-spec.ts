@@ -86,7 +86,13 @@ for (const dialect of testDialects()) {
       );
       const session = await fed.db().getRepository(SiteSession).findOneByOrFail({ siteId });
       assert.equal(session.capabilities.backends.length, 1, JSON.stringify(session.capabilities));
-      assert.deepEqual(session.capabilities.jobKinds, ['echo-upload']);
+      assert.deepEqual([...session.capabilities.jobKinds].sort(), [
+        'audit',
+        'echo-upload',
+        'evaluate',
+        'sample',
+        'train-round',
+      ]);
       const quick = await fed.jobs().enqueue(siteId, 'echo-upload', { bytes: 300_000, seed: 'process' });
       await waitFor(async () => (await fed.jobs().get(quick.id)).state === 'done', 'the first job', 20_000);
       assert.equal(

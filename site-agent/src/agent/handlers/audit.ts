@@ -5,6 +5,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
+  isAuditReferenceError,
   localAuditRecord,
   runAuditInWorker,
   writeLocalAuditRecord,
@@ -45,6 +46,7 @@ export function toAuditScores(result: AuditResult): AuditScores {
     version: 1,
     scores: result.scores,
     reference: result.reference,
+    referenceKind: result.referenceKind,
     threshold: result.threshold,
     flagged: result.flagged,
   });
@@ -90,6 +92,8 @@ export function createAuditHandler(options: { stateDir?: (ctx: JobContext) => st
       });
     } catch (error) {
       if (ctx.signal.aborted) throw error;
+      // No unseen reference (one training subject, none held out): its own code; the message names no path.
+      if (isAuditReferenceError(error)) throw new JobError(error.code, error.message, false);
       throw new JobError('audit_failed', (error as Error).message, false);
     }
 

@@ -93,3 +93,44 @@ test('the pre-check margin comes from FEDSYNTH_PRECHECK_MARGIN, else the default
   assert.equal(precheckMarginFromEnv({ FEDSYNTH_PRECHECK_MARGIN: '0.1' }), 0.1);
   assert.throws(() => precheckMarginFromEnv({ FEDSYNTH_PRECHECK_MARGIN: '2' }), /FEDSYNTH_PRECHECK_MARGIN/);
 });
+
+test('the pre-check runs at a site with no held-out subject (leave-one-subject-out reference)', async (t) => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-precheck-loso-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const manifest = await writePhantomSites({
+    out: path.join(root, 'data'),
+    sites: 2,
+    cases: 5,
+    siteSizes: [4, 1],
+    seed: 9,
+    naming: '2023',
+    dims: [200, 200, 100],
+  });
+  const privateFile = path.join(root, 'private.fss');
+  const otherFile = path.join(root, 'other.fss');
+  for (const [site, out] of [privateFile, otherFile].entries()) {
+    await buildSliceStore({
+      dataDir: manifest.sites[site]!.dir,
+      out,
+      preset: 'cpu32',
+      testFraction: 0,
+      seed: 1,
+    });
+  }
+  const store = await SliceStoreReader.open(privateFile);
+  const other = await SliceStoreReader.open(otherFile);
+  const drawn = path.join(root, 'drawn.fss');
+  assert.equal(store.indicesOf('test').length, 0);
+  const set = await plantedSet(store, 3, await other.readRange(0, 7), 3, ['noise', 'shift', 'mirror']);
+  await writeCandidateStore(drawn, store, set.data);
+  await store.close();
+  await other.close();
+  const result = await precheckSamples({
+    drawn,
+    privateStore: privateFile,
+    margin: DEFAULT_PRECHECK_MARGIN,
+    out: path.join(root, 'samples.fss'),
+  });
+  assert.deepEqual(result.withheld, [0, 1, 2]);
+  assert.equal(result.kept, 7);
+});

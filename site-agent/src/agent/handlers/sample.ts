@@ -151,6 +151,9 @@ async function runPrecheck(
     });
   } catch (error) {
     if (error instanceof JobError || ctx.signal.aborted) throw error;
+    const { isAuditReferenceError } = await import('@fedsynth/common/audit/index');
+    // A site with one training subject and none held out cannot pre-check: say so (the message names no path).
+    if (isAuditReferenceError(error)) throw new JobError(error.code, error.message, false);
     // The audit's errors name the private store (and its reason, e.g. no held-out slices): detail stays here.
     ctx.log.error(`job ${ctx.job.id}: memorization pre-check: ${(error as Error)?.message ?? error}`);
     throw new JobError(

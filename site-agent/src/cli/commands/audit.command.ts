@@ -78,7 +78,8 @@ export function registerAuditCommand(program: Command): void {
           },
         });
       } catch (error) {
-        if ((error as Error).name === 'AuditInputError') throw new UsageError((error as Error).message);
+        if ((error as Error).name === 'AuditInputError' || audit.isAuditReferenceError(error))
+          throw new UsageError((error as Error).message);
         throw error;
       }
       for (const bar of bars.values()) bar.finish();
@@ -97,7 +98,12 @@ export function registerAuditCommand(program: Command): void {
         threshold: result.threshold,
         margin,
         referenceQuantile: result.settings.quantile,
-        reference: { slices: result.reference.length, max: Math.max(...result.reference) },
+        referenceKind: result.referenceKind,
+        reference: {
+          slices: result.reference.length,
+          subjects: result.referenceSubjects,
+          max: Math.max(...result.reference),
+        },
         privateTrainSlices: result.privateTrainSlices,
         seconds: result.seconds,
         flaggedCandidates: result.flagged.map((i) => ({ candidate: i, score: result.scores[i] })),
@@ -108,10 +114,15 @@ export function registerAuditCommand(program: Command): void {
         console.log(JSON.stringify(summary, null, 2));
         return;
       }
+      const reference =
+        result.referenceKind === 'held-out'
+          ? `${summary.reference.slices} held-out maxima`
+          : `${summary.reference.slices} leave-one-subject-out maxima, ${summary.reference.subjects} training ` +
+            `subjects, none held out,`;
       console.log(
         `${summary.candidates} candidates against ${summary.privateTrainSlices} private training slices (+ mirrors): ` +
           `${summary.flagged} flagged above ${summary.threshold.toFixed(4)} ` +
-          `(0.99 quantile of ${summary.reference.slices} held-out maxima + margin ${margin}); ${summary.seconds.toFixed(1)} s`,
+          `(0.99 quantile of ${reference} + margin ${margin}); ${summary.seconds.toFixed(1)} s`,
       );
       for (const f of summary.flaggedCandidates)
         console.log(`flagged #${f.candidate}: ${f.score!.toFixed(4)}`);
