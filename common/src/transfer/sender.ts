@@ -173,8 +173,7 @@ export class TransferSender {
     await source.checkUnchanged();
     const size = source.size;
     const sha256 = await source.sha256();
-    const chunkSize = this.chunkSize;
-    const total = chunkCount(size, chunkSize);
+    let chunkSize = this.chunkSize;
 
     // A transfer id we just drew cannot exist at the receiver: announce it at once. Otherwise (a resume, on this or
     // a new connection) ask what the receiver holds first.
@@ -189,6 +188,20 @@ export class TransferSender {
         this.ackTimeoutMs,
       );
     }
+    // A resumed transfer keeps the chunk size it began with (the receiver's chunk index is keyed by it), even when
+    // this sender was configured with another one (e.g. an agent restarted with other options).
+    const theirs = status.chunkSize;
+    if (
+      status.size === size &&
+      status.sha256 === sha256 &&
+      theirs !== undefined &&
+      Number.isInteger(theirs) &&
+      theirs >= MIN_CHUNK_BYTES &&
+      theirs <= MAX_CHUNK_BYTES
+    ) {
+      chunkSize = theirs;
+    }
+    const total = chunkCount(size, chunkSize);
     if (status.size !== size || status.sha256 !== sha256 || status.chunkSize !== chunkSize) {
       throw new TransferError(
         'conflict',
@@ -205,7 +218,17 @@ export class TransferSender {
       const held = ChunkSet.fromRanges(total, status.received);
       const resumedFromBytes = held.bytes(size, chunkSize);
       const meter = new RateMeter(this.clock, resumedFromBytes);
-      await this.sendMissing(emitter, source, transferId, held, size, meter, counters, checkAborted);
+      await this.sendMissing(
+        emitter,
+        source,
+        transferId,
+        held,
+        size,
+        chunkSize,
+        meter,
+        counters,
+        checkAborted,
+      );
       checkAborted();
       await source.checkUnchanged();
       const commitTimeout = this.commitTimeoutMs ?? 30_000 + Math.ceil(size / 20e6) * 1000;
@@ -256,11 +279,11 @@ export class TransferSender {
     transferId: string,
     held: ChunkSet,
     size: number,
+    chunkSize: number,
     meter: RateMeter,
     counters: { chunksSent: number; bytesSent: number },
     checkAborted: () => void,
   ): Promise<void> {
-    const chunkSize = this.chunkSize;
     const queue = held.missing();
     // Chunk buffers are reused once their ack is in (the peer has every byte by then; socket.io's websocket client
     // masks into its own copy anyway). A buffer whose send failed or timed out is dropped, never reused: it may still

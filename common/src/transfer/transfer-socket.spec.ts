@@ -256,6 +256,50 @@ test('drop mid-transfer: a new socket resumes from the last acknowledged chunk, 
   assert.equal(new Set(f.seen.map((c) => c.index)).size, total);
 });
 
+test('a restarted sender with another chunk size resumes a transfer in the chunk size it began with', async (t) => {
+  const dir = await tempDir(t);
+  const f = await federation(t, dir);
+  const file = path.join(dir, 'weights.bin');
+  const size = 3 * MiB;
+  const sha = await writeRandomFile(file, size);
+  const first = 64 * 1024;
+  const transferId = crypto.randomUUID();
+  const stop = new AbortController();
+  const killed = new TransferSender({
+    chunkSize: first,
+    window: 1,
+    onProgress: (p) => {
+      if (p.chunksDone >= 10) stop.abort(); // the sending process dies part-way
+    },
+  });
+  const source = await fileChunkSource(file);
+  t.after(() => source.close());
+  const emitter = socketAckEmitter(await f.connect());
+  await assert.rejects(
+    killed.send(emitter, source, { transferId, kind: 'round-update', signal: stop.signal }),
+    (err: unknown) => err instanceof TransferError && err.code === 'aborted',
+  );
+  const before = f.seen.length;
+  assert.ok(before >= 10 && before < size / first, `${before} chunks before the restart`);
+
+  // the restarted sender is configured with 4x the chunk size; it asks transfer:status and follows the receiver
+  const restarted = new TransferSender({ chunkSize: 4 * first, window: 2 });
+  const result = await restarted.sendResumable(async () => socketAckEmitter(await f.connect()), source, {
+    transferId,
+    kind: 'round-update',
+  });
+  assert.deepEqual(result.blob, { sha256: sha, size });
+  assert.equal(await f.blobStore.verify(sha), true);
+  assert.ok(result.resumedFromBytes >= 10 * first, `resumed from ${result.resumedFromBytes}`);
+  const after = f.seen.slice(before);
+  assert.ok(after.length > 0 && after.every((c) => c.length === first), 'the rest in the first chunk size');
+  assert.equal(new Set(f.seen.map((c) => c.index)).size, size / first, 'every chunk index once at least');
+  assert.ok(
+    after.every((c) => c.index >= 10),
+    'acknowledged chunks are not sent again',
+  );
+});
+
 test('a restarted receiver (new process, same state dir) resumes the transfer', async (t) => {
   const dir = await tempDir(t);
   const first = await federation(t, dir);

@@ -307,6 +307,35 @@ for (const dialect of testDialects()) {
       for (const id of [running.id, stale.id]) await jobs.cancel(id);
     });
 
+    it('a job the site took whose acceptance was never recorded resumes on hello instead of waiting for the offer to expire', async () => {
+      const job = await jobs.enqueue(siteId, 'sample', {});
+      const offered = await jobs.claimOffers(siteId, ['sample']);
+      assert.ok(offered.some((j) => j.id === job.id));
+      // the coordinator stopped before job:accept was saved; the site reconnects: hello withdraws the old offers,
+      // then reconciles what the site reports holding
+      await jobs.withdrawOffers(siteId);
+      const [action] = await jobs.reconcile(siteId, [{ jobId: job.id, attempt: 1, state: 'assigned' }]);
+      assert.equal(action!.action, 'resume');
+      assert.equal(action!.leaseExpiresAt, c.clock.now().getTime() + jobs.options.leaseTtlMs);
+      const row = await c.app.get(DataSource).getRepository(Job).findOneByOrFail({ id: job.id });
+      assert.equal(row.state, 'assigned');
+      assert.equal(row.attempt, 1, 'no attempt spent');
+      assert.ok(
+        !(await jobs.claimOffers(siteId, ['sample'])).some((j) => j.id === job.id),
+        'not offered again',
+      );
+      // the site's retried job:accept and its result are those of the same attempt
+      await jobs.accept(siteId, job.id, 1);
+      await jobs.complete(siteId, { jobId: job.id, attempt: 1, outputs: [] });
+      // another site cannot take it over this way
+      const other = await jobs.enqueue(siteId, 'sample', {});
+      const [foreign] = await jobs.reconcile(otherSiteId, [
+        { jobId: other.id, attempt: 1, state: 'assigned' },
+      ]);
+      assert.equal(foreign!.action, 'abandon');
+      await jobs.cancel(other.id);
+    });
+
     it('only one of two concurrent claimers offers a job; concurrent accepts agree', async () => {
       const job = await jobs.enqueue(otherSiteId, 'sample', {});
       const [a, b] = await Promise.all([

@@ -430,6 +430,16 @@ export class JobsService implements OnModuleInit, OnModuleDestroy {
         out.push({ ...base, action: 'abandon' });
       } else if (job.state === 'done') {
         out.push({ ...base, action: 'done' });
+      } else if (job.state === 'queued') {
+        // Offered to this site and taken, but the acceptance was never recorded (the coordinator stopped in
+        // between): the report is the acceptance. Abandoning would leave the site holding a job it was then
+        // offered again and ignored as a repeat, until the offer expired.
+        const lease = await this.accept(siteId, job.id, job.attempt).catch(() => undefined);
+        out.push(
+          lease
+            ? { ...base, action: 'resume', leaseExpiresAt: lease.leaseExpiresAt }
+            : { ...base, action: 'abandon' },
+        );
       } else if (isActiveJobState(job.state)) {
         const until = this.leaseFrom(now);
         const r = await this.jobs.update(

@@ -2,7 +2,7 @@
 // (re)connection; hello with capabilities and the jobs in flight; heartbeats; job offers run through the handler
 // registry with progress, resumable uploads and downloads; reconnects with backoff and resumes what was running.
 import { EventEmitter } from 'node:events';
-import { mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -849,19 +849,55 @@ export class SiteAgent {
     if (!role || role.length > 64)
       throw new JobError('bad_upload', 'an upload needs a role of 1-64 characters');
     const kind = options.kind ?? 'job-output';
-    const chunks = 'file' in source ? await fileChunkSource(source.file) : bufferChunkSource(source.buffer);
     a.uploading++;
+    let chunks: Awaited<ReturnType<typeof fileChunkSource>> | undefined;
     try {
-      const sha256 = await chunks.sha256();
-      const size = chunks.size;
+      // An attempt's output for a role is fixed once its upload began: the bytes are kept in the job's work dir
+      // (under the transfer id, recorded before the first chunk), so an agent killed mid-upload resumes the same
+      // transfer after a restart even when the rerun handler produced other bytes (e.g. a new timestamp).
+      const kept = (transferId: string) => path.join(this.paths.work, job.id, '.uploads', transferId);
       let entry = a.record.uploads[role];
-      if (entry && entry.sha256 === sha256 && entry.size === size && entry.kind === kind) {
-        if (entry.committed) return { role, sha256, size };
-      } else {
+      if (entry?.committed && entry.kind === kind) {
+        return { role, sha256: entry.sha256, size: entry.size }; // the coordinator holds it already
+      }
+      if (entry && entry.kind === kind) {
+        chunks = await fileChunkSource(kept(entry.transferId)).catch(() => undefined);
+        if (chunks && ((await chunks.sha256()) !== entry.sha256 || chunks.size !== entry.size)) {
+          await chunks.close();
+          chunks = undefined;
+        }
+        if (chunks)
+          this.log.info(`job ${job.id}: resuming the ${role} upload begun before (${entry.size} bytes)`);
+      }
+      if (!chunks) {
+        const fresh =
+          'file' in source ? await fileChunkSource(source.file) : bufferChunkSource(source.buffer);
+        const size = fresh.size;
+        let sha256: string;
+        try {
+          sha256 = await fresh.sha256();
+        } finally {
+          await fresh.close();
+        }
         entry = { transferId: randomUUID(), sha256, size, kind, committed: false };
+        const file = kept(entry.transferId);
+        await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+        if ('file' in source) {
+          await copyFile(source.file, file);
+        } else {
+          await writeFile(file, source.buffer, { mode: 0o600 });
+        }
+        chunks = await fileChunkSource(file);
+        if ((await chunks.sha256()) !== sha256)
+          throw new JobError(
+            'upload_source_changed',
+            `the ${role} output changed while it was being kept`,
+            true,
+          );
         a.record.uploads[role] = entry;
         await this.store.save(a.record);
       }
+      const { sha256, size } = entry;
       const sender = new TransferSender({
         chunkSize: this.options.upload?.chunkSize,
         window: this.options.upload?.window,
@@ -896,6 +932,7 @@ export class SiteAgent {
       }
       entry.committed = true;
       await this.store.save(a.record);
+      await rm(kept(entry.transferId), { force: true }).catch(() => undefined);
       this.events.emit('upload:done', { jobId: job.id, role, result });
       this.log.info(
         `job ${job.id}: uploaded ${role} (${size} bytes, ${result.chunksSent} chunk message(s), ` +
@@ -904,7 +941,7 @@ export class SiteAgent {
       return { role, sha256, size };
     } finally {
       a.uploading--;
-      await chunks.close();
+      await chunks?.close();
     }
   }
 

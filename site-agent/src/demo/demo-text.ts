@@ -17,11 +17,13 @@ export function formatDemoSummary(s: DemoSummary): string {
     `  study:  ${s.study ? `${s.study.rounds.length} round(s), ${s.study.pooled} samples pooled (id ${s.study.id})` : 'none'}`,
   );
   if (s.utility.status === 'done' && s.utility.rows?.length) {
-    lines.push('  Dice (site test subjects):          WT     TC     ET');
+    const site = s.utility.rows[0]!.site;
+    lines.push(
+      `  Dice (${site}):`,
+      `    ${''.padEnd(28)} ${['WT', 'TC', 'ET'].map((k) => k.padStart(5)).join('  ')}`,
+    );
     for (const row of s.utility.rows)
-      lines.push(
-        `    ${`${row.model} @ ${row.site}`.padEnd(34)} ${fmt(row.dice.WT)}  ${fmt(row.dice.TC)}  ${fmt(row.dice.ET)}`,
-      );
+      lines.push(`    ${row.model.padEnd(28)} ${fmt(row.dice.WT)}  ${fmt(row.dice.TC)}  ${fmt(row.dice.ET)}`);
   } else lines.push(`  utility: ${s.utility.status}${s.utility.reason ? ` (${s.utility.reason})` : ''}`);
   if (s.audit.status === 'done')
     lines.push(

@@ -411,6 +411,14 @@ async function runUtility(
   });
   const table = (run.table as Json | undefined) ?? {};
   const arms = arr(run.arms);
+  // the coordinator calls a run done when one arm is; the demo's comparison needs them all
+  const failed = arms.filter((a) => a.state === 'failed');
+  if (failed.length)
+    throw new DemoStepError(
+      step,
+      failed.map((a) => `the ${str(a.trainedOn)} arm failed: ${str(a.error) ?? '?'}`).join('; '),
+      fed.coordinatorLog,
+    );
   const subjectsOf = (trainedOn: string) => num(arms.find((a) => a.trainedOn === trainedOn)?.subjects);
   summary.utility = {
     status: 'done',
@@ -489,7 +497,8 @@ async function runAuditAndRelease(
   );
 
   const rstep = 'release';
-  const created = await fed.call<Json>(rstep, 'POST', '/api/releases', { auditId });
+  // 202: the release is built in the background
+  const created = await fed.call<Json>(rstep, 'POST', '/api/releases', { auditId }, [201, 202]);
   const releaseId = str(created.id)!;
   const release = await poll(fed, rstep, checkAbort, 10 * 60_000, async () => {
     const r = await fed.call<Json>(rstep, 'GET', `/api/releases/${releaseId}`);

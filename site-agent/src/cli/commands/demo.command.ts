@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { discoverCases, inspectCase, loadCase } from '@fedsynth/common/brats/index';
 import { renderSliceGrid } from '@fedsynth/common/imaging/index';
-import { writePhantomSites } from '@fedsynth/common/phantom/index';
+import { phantomSiteSizes, writePhantomSites } from '@fedsynth/common/phantom/index';
 import { buildSliceStore, isSlicePresetName, SliceStoreReader } from '@fedsynth/common/slices/index';
 import { StderrProgress } from '@fedsynth/common/util/progress';
 import { parseInteger, UsageError } from '../cli-errors.js';
@@ -147,8 +147,7 @@ async function runFederated(opts: DemoOptions): Promise<void> {
     if (!opts.json) console.log(line);
     else console.error(line);
   };
-  const siteSizes = opts.siteSizes?.split(',').map((n) => parseInteger('--site-sizes', n.trim(), 1));
-  const cases = siteSizes ? siteSizes.reduce((a, b) => a + b, 0) : parseInteger('--cases', opts.cases, 1);
+  const { siteSizes, cases } = federatedSiteSizes(opts);
   const controller = new AbortController();
   let interrupts = 0;
   // Ctrl-C: stop polling, then the run's finally stops every child; a second Ctrl-C kills them at once
@@ -167,7 +166,7 @@ async function runFederated(opts: DemoOptions): Promise<void> {
   try {
     const summary = await runFederatedDemo({
       runDir,
-      sites: siteSizes?.length ?? parseInteger('--sites', opts.sites, 1),
+      sites: siteSizes.length,
       cases,
       siteSizes,
       seed: parseInteger('--seed', opts.seed),
@@ -234,4 +233,32 @@ export function registerDemoCommand(program: Command): void {
       if (opts.dataOnly) await runDataOnlyDemo(opts);
       else await runFederated(opts);
     });
+}
+
+/**
+ * Cases per site of the federated demo: every site needs a training and a held-out test subject (the local
+ * memorization pre-check, the evaluation and the audit use the test subjects), so at least 2 each. Without
+ * --site-sizes, an unequal seeded split of --cases on top of 1 case per site.
+ */
+export function federatedSiteSizes(opts: {
+  siteSizes?: string;
+  sites: string;
+  cases: string;
+  seed: string;
+}): {
+  siteSizes: number[];
+  cases: number;
+} {
+  if (opts.siteSizes) {
+    const siteSizes = opts.siteSizes.split(',').map((n) => parseInteger('--site-sizes', n.trim(), 2));
+    return { siteSizes, cases: siteSizes.reduce((a, b) => a + b, 0) };
+  }
+  const sites = parseInteger('--sites', opts.sites, 1);
+  const cases = parseInteger('--cases', opts.cases, 1);
+  if (cases < 2 * sites)
+    throw new UsageError(
+      `--cases must be at least 2 per site (a training and a test subject each): ${cases} for ${sites} sites`,
+    );
+  const extra = phantomSiteSizes({ sites, cases: cases - sites, seed: parseInteger('--seed', opts.seed) });
+  return { siteSizes: extra.map((n) => n + 1), cases };
 }
