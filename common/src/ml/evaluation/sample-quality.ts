@@ -5,11 +5,14 @@
 //   2. per canonical label (NCR, ED, ET) and whole tumour, the per-slice area fractions: mean, share of slices
 //      showing the label, and the two-sample Kolmogorov–Smirnov statistic between real and synthetic;
 //   3. diversity: the mean pairwise distance between slices within each set and the ratio synthetic/real
-//      (≈ 1 as diverse as the data, ≪ 1 mode collapse).
+//      (≈ 1 as diverse as the data, ≪ 1 mode collapse);
+//   4. optionally (frechet-features.ts), a Fréchet distance between the sets' feature vectors from a trained
+//      U-Net's encoder, attached to the report by the caller.
 // `recognisablySimilar` turns a report into a pass/fail verdict with reasons.
 import { decodeAnnotation } from '../../slices/presets.js';
 import type { SliceStoreReader } from '../../slices/slice-store.js';
 import { createRng, type SeedInput } from '../../util/rng.js';
+import type { FrechetReport } from './frechet-features.js';
 
 /** NHWC uint8 slices, channels [T1, T2, FLAIR, T1ce, annotation]. */
 export interface SliceSet {
@@ -81,6 +84,11 @@ export interface SampleQualityReport {
   channels: Record<SampleQualityChannel, ChannelComparison>;
   labels: Record<SampleQualityLabel, LabelComparison>;
   diversity: DiversityComparison;
+  /**
+   * With a feature network: the Fréchet distance in the feature space of fedsynth's own U-Net encoder (not FID;
+   * comparable only with the same feature network). Reported, not part of the verdict (no calibrated threshold).
+   */
+  frechet?: FrechetReport;
 }
 
 /** Reads a whole slice store into a SliceSet. */

@@ -7,10 +7,12 @@ import { ANNOTATION_OF_CANONICAL, SLICE_CHANNELS, type SlicePresetName } from '.
 import { exportSliceStoreNifti } from '../../slices/slice-nifti-export.js';
 import { SliceStoreReader, SliceStoreWriter } from '../../slices/slice-store.js';
 import { selectBackend, type BackendPreference } from '../backend/index.js';
+import { frechetDistanceOfSets, loadFeatureNetwork } from '../evaluation/frechet-features.js';
 import {
   compareSampleSets,
   recognisablySimilar,
   type SampleQualityReport,
+  type SliceSet,
 } from '../evaluation/sample-quality.js';
 import {
   buildDdpmFromArchitecture,
@@ -127,6 +129,8 @@ export interface SampleOptions {
   backend?: BackendPreference;
   /** a slice store of real slices (its labelled training subjects) to compare the samples with */
   compareTo?: string;
+  /** with compareTo: a trained U-Net (train-seg folder) whose encoder gives the Fréchet distance's features */
+  features?: string;
   log?: (line: string) => void;
   onProgress?: (done: number, total: number) => void;
 }
@@ -147,6 +151,7 @@ export interface SampleResult {
 
 export async function sampleFromGenerator(options: SampleOptions): Promise<SampleResult> {
   const started = Date.now();
+  if (options.features && !options.compareTo) throw new Error('features: needs compareTo (the real slices)');
   const weightsFile = options.model.endsWith('.weights')
     ? options.model
     : path.join(options.model, GENERATOR_WEIGHTS_FILE);
@@ -239,7 +244,11 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
   }
   const nifti = options.nifti ? await exportSliceStoreNifti(out, options.nifti) : undefined;
   const quality = options.compareTo
-    ? await compareWithReal(options.compareTo, bytes, options.n, size)
+    ? await compareSliceStores({
+        real: options.compareTo,
+        synthetic: { slices: bytes, count: options.n, size },
+        features: options.features,
+      })
     : undefined;
   return {
     out,
@@ -254,22 +263,59 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
   };
 }
 
-async function compareWithReal(
-  storeFile: string,
-  samples: Uint8Array,
-  count: number,
-  size: number,
-): Promise<NonNullable<SampleResult['quality']>> {
-  const store = await SliceStoreReader.open(storeFile);
+/** Which slices of a store: the labelled subjects of its train or test split, or all labelled subjects. */
+export type StoreSelection = 'train' | 'test' | 'all';
+
+export interface CompareSliceStoresOptions {
+  /** real slices (.fss) */
+  real: string;
+  /** default 'train': what the generators learn from */
+  realSplit?: StoreSelection;
+  /** synthetic slices: a store (.fss) or slices in memory */
+  synthetic: string | SliceSet;
+  /** default 'all' */
+  syntheticSplit?: StoreSelection;
+  /** a trained U-Net (train-seg folder or .weights) for the Fréchet distance; without it, none is computed */
+  features?: string;
+}
+
+async function readSelection(file: string, selection: StoreSelection): Promise<SliceSet> {
+  const store = await SliceStoreReader.open(file);
   try {
-    if (store.meta.size !== size) {
-      throw new Error(`${storeFile}: real slices are ${store.meta.size}², the samples ${size}²`);
-    }
-    const indices = store.indicesOf('train', { labelledOnly: true });
-    const real = { slices: await store.readIndices(indices), count: indices.length, size };
-    const report = compareSampleSets(real, { slices: samples, count, size });
-    return { report, verdict: recognisablySimilar(report) };
+    const indices =
+      selection === 'all'
+        ? [
+            ...store.indicesOf('train', { labelledOnly: true }),
+            ...store.indicesOf('test', { labelledOnly: true }),
+          ]
+        : store.indicesOf(selection, { labelledOnly: true });
+    if (indices.length === 0) throw new Error(`${file}: no labelled slices in the ${selection} selection`);
+    return { slices: await store.readIndices(indices), count: indices.length, size: store.meta.size };
   } finally {
     await store.close();
   }
+}
+
+/** Compares synthetic slices with real ones: the sample-quality report, a verdict and optionally the FD. */
+export async function compareSliceStores(
+  options: CompareSliceStoresOptions,
+): Promise<NonNullable<SampleResult['quality']>> {
+  const real = await readSelection(options.real, options.realSplit ?? 'train');
+  const synthetic =
+    typeof options.synthetic === 'string'
+      ? await readSelection(options.synthetic, options.syntheticSplit ?? 'all')
+      : options.synthetic;
+  if (real.size !== synthetic.size) {
+    throw new Error(`${options.real}: real slices are ${real.size}², the synthetic ones ${synthetic.size}²`);
+  }
+  const report = compareSampleSets(real, synthetic);
+  if (options.features) {
+    const network = await loadFeatureNetwork(options.features);
+    try {
+      report.frechet = await frechetDistanceOfSets(network, real, synthetic);
+    } finally {
+      network.dispose();
+    }
+  }
+  return { report, verdict: recognisablySimilar(report) };
 }

@@ -1,13 +1,16 @@
 // `fedsynth train-gen` and `fedsynth sample`: a generator trained on a site's slices in worker threads, and
 // synthetic 5-channel slices drawn from it (slice store, optional 4-D NIfTI, PNG grid).
 import type { Command } from 'commander';
-import { parseBackendPreference } from '@fedsynth/common/ml/backend/index';
+import { parseBackendPreference, selectBackend } from '@fedsynth/common/ml/backend/index';
 import {
+  compareSliceStores,
   GENERATOR_NAMES,
   isGeneratorName,
   sampleFromGenerator,
   trainGenerator,
   type GeneratorName,
+  type SampleResult,
+  type StoreSelection,
 } from '@fedsynth/common/ml/jobs/index';
 import { StderrProgress } from '@fedsynth/common/util/progress';
 import { parseInteger, UsageError } from '../cli-errors.js';
@@ -27,8 +30,50 @@ interface SampleOptions {
   truncation: string;
   ddimSteps: string;
   compareTo?: string;
+  features?: string;
   backend?: string;
   json?: boolean;
+}
+
+interface CompareOptions {
+  real: string;
+  synthetic: string;
+  realSplit: string;
+  syntheticSplit: string;
+  features?: string;
+  backend?: string;
+  json?: boolean;
+}
+
+const SELECTIONS: readonly StoreSelection[] = ['train', 'test', 'all'];
+
+function parseSelection(flag: string, value: string): StoreSelection {
+  if (!(SELECTIONS as readonly string[]).includes(value))
+    throw new UsageError(`${flag} must be one of ${SELECTIONS.join(', ')}, got "${value}"`);
+  return value as StoreSelection;
+}
+
+function printQuality(quality: NonNullable<SampleResult['quality']>): void {
+  const { report, verdict } = quality;
+  const channels = Object.entries(report.channels)
+    .map(([name, c]) => `${name} ${c.intersection.toFixed(2)}`)
+    .join(', ');
+  console.log(`histogram intersection vs real: ${channels}`);
+  console.log(
+    `WT mean area real ${report.labels.WT.realMeanArea.toFixed(4)} / synthetic ${report.labels.WT.syntheticMeanArea.toFixed(4)} (KS ${report.labels.WT.ks?.toFixed(2) ?? 'n/a'}); diversity ratio ${report.diversity.ratio?.toFixed(2) ?? 'n/a'}`,
+  );
+  if (report.frechet) {
+    const fd = report.frechet;
+    console.log(
+      `Fréchet distance ${fd.distance.toFixed(3)} (mean term ${fd.meanTerm.toFixed(3)}, covariance term ${fd.covarianceTerm.toFixed(3)}; ` +
+        `${fd.realCount} real vs ${fd.syntheticCount} synthetic) in the ${fd.dim}-d feature space of ${fd.featureNetwork} — not FID, comparable only with the same feature network`,
+    );
+  }
+  console.log(
+    verdict.ok
+      ? 'verdict: recognisably like the real slices'
+      : `verdict: not yet — ${verdict.reasons.join('; ')}`,
+  );
 }
 
 export function registerGeneratorCommands(program: Command): void {
@@ -94,9 +139,14 @@ export function registerGeneratorCommands(program: Command): void {
       '--compare-to <store>',
       'real slices (.fss) to compare with: histograms, label areas, diversity, verdict',
     )
+    .option(
+      '--features <dir>',
+      'with --compare-to: a trained U-Net (train-seg folder) whose encoder gives the Fréchet distance',
+    )
     .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu')
     .option('--json', 'print a summary as JSON')
     .action(async (opts: SampleOptions) => {
+      if (opts.features && !opts.compareTo) throw new UsageError('--features needs --compare-to <real.fss>');
       const truncation = Number(opts.truncation);
       if (!(truncation >= 0 && truncation <= 1))
         throw new UsageError(`--truncation must be in [0, 1], got "${opts.truncation}"`);
@@ -110,6 +160,7 @@ export function registerGeneratorCommands(program: Command): void {
         truncationPsi: truncation,
         ddimSteps: parseInteger('--ddim-steps', opts.ddimSteps),
         compareTo: opts.compareTo,
+        features: opts.features,
         backend: opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined,
         onProgress: (done, total) => progress.update(done, total),
         log: (line) => process.stderr.write(`${line}\n`),
@@ -121,21 +172,48 @@ export function registerGeneratorCommands(program: Command): void {
           `${result.out}: ${result.count} slices ${result.size}² from ${result.architecture.name} in ${result.seconds.toFixed(1)} s; ` +
             `showing NCR ${result.labelPresence.NCR}, ED ${result.labelPresence.ED}, ET ${result.labelPresence.ET}${result.grid ? `; grid ${result.grid}` : ''}`,
         );
-        if (result.quality) {
-          const { report, verdict } = result.quality;
-          const channels = Object.entries(report.channels)
-            .map(([name, c]) => `${name} ${c.intersection.toFixed(2)}`)
-            .join(', ');
-          console.log(`histogram intersection vs real: ${channels}`);
-          console.log(
-            `WT mean area real ${report.labels.WT.realMeanArea.toFixed(4)} / synthetic ${report.labels.WT.syntheticMeanArea.toFixed(4)}; diversity ratio ${report.diversity.ratio?.toFixed(2) ?? 'n/a'}`,
-          );
-          console.log(
-            verdict.ok
-              ? 'verdict: recognisably like the real slices'
-              : `verdict: not yet — ${verdict.reasons.join('; ')}`,
-          );
-        }
+        if (result.quality) printQuality(result.quality);
+      }
+    });
+
+  program
+    .command('compare')
+    .description(
+      'compare synthetic slices with real ones: histograms, label areas, diversity, verdict (+ Fréchet distance)',
+    )
+    .requiredOption('--real <store>', 'real slices (.fss)')
+    .requiredOption('--synthetic <store>', 'synthetic slices (.fss), e.g. written by sample')
+    .option('--real-split <which>', 'labelled subjects of the real store: train | test | all', 'train')
+    .option(
+      '--synthetic-split <which>',
+      'labelled subjects of the synthetic store: train | test | all',
+      'all',
+    )
+    .option('--features <dir>', 'a trained U-Net (train-seg folder) whose encoder gives the Fréchet distance')
+    .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: CompareOptions) => {
+      const realSplit = parseSelection('--real-split', opts.realSplit);
+      const syntheticSplit = parseSelection('--synthetic-split', opts.syntheticSplit);
+      if (opts.features) {
+        await selectBackend({
+          prefer: opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined,
+          logger: (line) => process.stderr.write(`${line}\n`),
+        });
+      }
+      const quality = await compareSliceStores({
+        real: opts.real,
+        realSplit,
+        synthetic: opts.synthetic,
+        syntheticSplit,
+        features: opts.features,
+      });
+      if (opts.json) console.log(JSON.stringify(quality, null, 2));
+      else {
+        console.log(
+          `${opts.synthetic} (${syntheticSplit}, ${quality.report.syntheticCount} slices) vs ${opts.real} (${realSplit}, ${quality.report.realCount} slices)`,
+        );
+        printQuality(quality);
       }
     });
 }
