@@ -59,6 +59,9 @@ export interface DemoSummary {
     localSteps: number;
     batchSize: number;
     samplesPerSite: number;
+    /** utility: central U-Net steps and the FedAvg baseline's rounds */
+    segmenterSteps?: number;
+    segmenterRounds?: number;
     seed: number;
   };
   sites: DemoSiteSummary[];

@@ -28,6 +28,8 @@ export interface FederatedDemoOptions {
   roundTimeoutMs: number;
   /** segmenter utility settings */
   segmenterSteps: number;
+  /** FedAvg rounds of the real (and real + synthetic) baseline; rounds × local steps ≈ segmenterSteps */
+  segmenterRounds: number;
   skipUtility?: boolean;
   skipAudit?: boolean;
   /** progress lines */
@@ -90,6 +92,8 @@ export async function runFederatedDemo(options: FederatedDemoOptions): Promise<D
       localSteps: options.localSteps,
       batchSize: options.batchSize,
       samplesPerSite: options.samplesPerSite,
+      segmenterSteps: options.segmenterSteps,
+      segmenterRounds: options.segmenterRounds,
       seed: options.seed,
     },
     sites: [],
@@ -370,18 +374,21 @@ async function runUtility(
   checkAbort: (step: string) => void,
 ): Promise<void> {
   const step = 'utility (segmenter on the pool vs FedAvg on real slices)';
+  // The U-Net profile with the generator's slice size (tiny 32², cpu 64², paper 256²). The FedAvg arms make as many
+  // optimizer steps in sequence (rounds × local steps) as the central run, so the comparison is fair.
+  const rounds = Math.max(1, Math.min(options.segmenterRounds, options.segmenterSteps));
   const body = {
     model: 'unet',
-    profile: 'tiny',
+    profile: options.profile,
     steps: options.segmenterSteps,
     batch: 8,
-    rounds: 2,
-    localSteps: Math.max(1, Math.round(options.segmenterSteps / 2)),
+    rounds,
+    localSteps: Math.max(1, Math.round(options.segmenterSteps / rounds)),
     mixShares: [],
   };
   options.log(
-    `[5/7] utility: U-Net 'tiny' trained centrally on the pool (${body.steps} steps) and by FedAvg on the sites' ` +
-      `real slices (${body.rounds} × ${body.localSteps}), evaluated at every site`,
+    `[5/7] utility: U-Net '${body.profile}' trained centrally on the pool (${body.steps} steps) and by FedAvg on the ` +
+      `sites' real slices (${body.rounds} × ${body.localSteps}), evaluated at every site`,
   );
   const res = await fed.request<Json>('POST', `/api/studies/${studyId}/utility`, { body });
   if (res.status === 404 && /Cannot POST/.test(JSON.stringify(res.body))) {

@@ -29,6 +29,7 @@ interface DemoOptions {
   samplesPerSite: string;
   roundTimeout: string;
   segSteps: string;
+  segRounds: string;
   skipUtility?: boolean;
   skipAudit?: boolean;
 }
@@ -179,6 +180,7 @@ async function runFederated(opts: DemoOptions): Promise<void> {
       samplesPerSite: parseInteger('--samples-per-site', opts.samplesPerSite, 1),
       roundTimeoutMs: parseInteger('--round-timeout', opts.roundTimeout, 1) * 1000,
       segmenterSteps: parseInteger('--seg-steps', opts.segSteps, 1),
+      segmenterRounds: parseInteger('--seg-rounds', opts.segRounds, 1),
       skipUtility: opts.skipUtility,
       skipAudit: opts.skipAudit,
       log,
@@ -221,11 +223,16 @@ export function registerDemoCommand(program: Command): void {
     .option('--generator <model>', GENERATORS.join(' | '), 'progan')
     .option('--profile <profile>', PROFILES.join(' | '), 'tiny')
     .option('--rounds <n>', 'FedAvg rounds', '2')
-    .option('--local-steps <n>', 'optimizer steps per site and round', '40')
+    .option('--local-steps <n>', 'optimizer steps per site and round', '600')
     .option('--batch-size <n>', 'batch size', '8')
-    .option('--samples-per-site <n>', 'synthetic slices each site draws at the end', '48')
+    .option('--samples-per-site <n>', 'synthetic slices each site draws at the end', '64')
     .option('--round-timeout <s>', 'seconds after which a round closes with the sites that finished', '600')
-    .option('--seg-steps <n>', 'segmenter training steps of the utility step', '60')
+    .option(
+      '--seg-steps <n>',
+      'segmenter steps of the utility step (central; FedAvg: rounds × steps/rounds)',
+      '120',
+    )
+    .option('--seg-rounds <n>', 'FedAvg rounds of the real baseline in the utility step', '2')
     .option('--skip-utility', 'skip the segmentation utility step')
     .option('--skip-audit', 'skip audit, approval and release')
     .option('--json', 'print the summary as JSON (progress goes to stderr)')
