@@ -384,11 +384,14 @@ async function runUtility(
     batch: 8,
     rounds,
     localSteps: Math.max(1, Math.round(options.segmenterSteps / rounds)),
-    mixShares: [],
+    // the mixing experiment, kept to one mix to fit the demo's time: half of each site's real training count
+    // replaced by pool slices (shares 0 and 1 are the real and synthetic arms above)
+    mixShares: [0.5],
   };
   options.log(
     `[5/7] utility: U-Net '${body.profile}' trained centrally on the pool (${body.steps} steps) and by FedAvg on the ` +
-      `sites' real slices (${body.rounds} × ${body.localSteps}), evaluated at every site`,
+      `sites' real slices (${body.rounds} × ${body.localSteps}), on real + synthetic and on a 50:50 mix, evaluated ` +
+      `at every site`,
   );
   const res = await fed.request<Json>('POST', `/api/studies/${studyId}/utility`, { body });
   if (res.status === 404 && /Cannot POST/.test(JSON.stringify(res.body))) {
@@ -434,6 +437,13 @@ async function runUtility(
       scoreRow('synthetic pool (central)', table.synthetic, subjectsOf('synthetic')),
       scoreRow('real slices (FedAvg)', table.real, subjectsOf('real')),
       scoreRow('real + synthetic (FedAvg)', table.both, subjectsOf('both')),
+      ...arr(table.mixing).map((m) =>
+        scoreRow(
+          `mix ${Math.round(num(m.syntheticShare)! * 100)}% synthetic (FedAvg)`,
+          m.dice,
+          subjectsOf(`mix:${num(m.syntheticShare)}`),
+        ),
+      ),
     ].filter((r): r is DiceRow => r !== undefined),
     ratio: scoreRow('ratio', table.syntheticToReal)?.dice,
   };
