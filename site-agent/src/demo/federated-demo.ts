@@ -366,6 +366,17 @@ async function poll<T>(
   }
 }
 
+/**
+ * The mixing experiment's fixed total: no more than the pool holds and no more than the smallest site's real training
+ * slices, so a 50:50 share can be drawn from both at every site.
+ */
+function mixTotal(summary: DemoSummary): number | undefined {
+  const real = summary.sites.map((s) => s.trainSlices).filter((n): n is number => n !== undefined && n > 0);
+  const pooled = summary.study?.pooled ?? 0;
+  if (!real.length || pooled < 2) return undefined;
+  return Math.max(2, Math.min(pooled, ...real));
+}
+
 async function runUtility(
   fed: LocalFederation,
   options: FederatedDemoOptions,
@@ -387,6 +398,8 @@ async function runUtility(
     // the mixing experiment, kept to one mix to fit the demo's time: half of each site's real training count
     // replaced by pool slices (shares 0 and 1 are the real and synthetic arms above)
     mixShares: [0.5],
+    // a fixed total every site can fill from both sides: its real training slices and the pool
+    mixTotalSlices: mixTotal(summary),
   };
   options.log(
     `[5/7] utility: U-Net '${body.profile}' trained centrally on the pool (${body.steps} steps) and by FedAvg on the ` +
