@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { writePhantomSites } from '../phantom/index.js';
 import { buildSliceStore } from '../slices/slice-pipeline.js';
-import { SliceStoreReader } from '../slices/slice-store.js';
+import { SliceStoreReader, SliceStoreWriter } from '../slices/slice-store.js';
+import { patientKey } from '../slices/subject-split.js';
 import { createRng } from '../util/rng.js';
 import { plantedSet, writeCandidateStore, PERTURBATIONS } from './audit-fixtures.js';
 import {
@@ -486,5 +487,132 @@ describe('memorization audit without held-out subjects (leave-one-subject-out re
       !e.message.includes(root);
     await assert.rejects(runAudit({ candidates, privateStore: singleFile, margin: 0.05 }), check);
     await assert.rejects(runAuditInWorker({ candidates, privateStore: singleFile, margin: 0.05 }), check);
+  });
+});
+
+describe('memorization audit reference groups BraTS 2023 timepoints by patient', () => {
+  let root: string;
+  let storeFile: string;
+  const baseline = 'BraTS-GLI-00000-000';
+  const followUp = 'BraTS-GLI-00000-001';
+  before(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-audit-patients-'));
+    const manifest = await writePhantomSites({
+      out: path.join(root, 'data'),
+      sites: 1,
+      cases: 3,
+      seed: 41,
+      naming: '2023',
+      dims: [200, 200, 100],
+    });
+    const dir = manifest.sites[0]!.dir;
+    assert.ok(manifest.sites[0]!.cases.includes(baseline));
+    // The follow-up scan: the baseline's images again (the extreme of a patient rescanned unchanged).
+    await cp(path.join(dir, baseline), path.join(dir, followUp), { recursive: true });
+    for (const f of await readdir(path.join(dir, followUp)))
+      await rename(path.join(dir, followUp, f), path.join(dir, followUp, f.replace(baseline, followUp)));
+    storeFile = path.join(root, 'private.fss');
+    await buildSliceStore({ dataDir: dir, out: storeFile, preset: 'cpu64', testFraction: 0, seed: 2 });
+  });
+  after(async () => rm(root, { recursive: true, force: true }));
+
+  /** Scores the plan's slices with and without its exclusion; returns the excluded run's matches. */
+  async function scorePlan(store: SliceStoreReader, plan: ReturnType<typeof planReference>) {
+    const train = store.indicesOf('train');
+    const settings = resolveSettings(store.meta.size, { margin: 0 });
+    const index = await PrivateIndex.build(store, train, settings.coarseSize);
+    try {
+      const geometry = { size: store.meta.size, channels: store.meta.channels.length };
+      const data = await store.readIndices(plan.ids);
+      const all = await scoreQueries(data, plan.ids.length, geometry, index, settings);
+      const excluded = await scoreQueries(
+        data,
+        plan.ids.length,
+        geometry,
+        index,
+        settings,
+        undefined,
+        plan.excluded,
+      );
+      return { all, excluded };
+    } finally {
+      index.dispose();
+    }
+  }
+
+  const patientOf = (store: SliceStoreReader, index: number) =>
+    patientKey(store.meta.subjects.find((s) => index >= s.first && index < s.first + s.count)!.id);
+
+  it("leave-one-subject-out never matches a slice against the same patient's other timepoint", async () => {
+    const store = await SliceStoreReader.open(storeFile);
+    try {
+      assert.deepEqual(store.meta.subjects.map((s) => s.id).sort(), [
+        baseline,
+        followUp,
+        'BraTS-GLI-00001-000',
+        'BraTS-GLI-00002-000',
+      ]);
+      const train = store.indicesOf('train');
+      const plan = planReference(store, train, 10_000);
+      assert.equal(plan.kind, 'leave-one-subject-out');
+      assert.equal(plan.subjects, 3, 'two timepoints are one patient');
+      const { all, excluded } = await scorePlan(store, plan);
+      let crossTimepoint = 0;
+      for (const [i, id] of plan.ids.entries()) {
+        assert.notEqual(patientOf(store, excluded[i]!.privateIndex), patientOf(store, id), `slice ${id}`);
+        assert.ok(excluded[i]!.score < 0.999, `slice ${id} against other patients: ${excluded[i]!.score}`);
+        if (patientOf(store, id) === baseline) {
+          assert.ok(all[i]!.score > 0.9999);
+          crossTimepoint++;
+        }
+      }
+      assert.ok(crossTimepoint > 0, 'the reference samples the rescanned patient');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a held-out follow-up of a training patient (a store split case by case) skips that patient', async () => {
+    // Rewrite the store with the follow-up held out and its baseline in training, as the per-case split could.
+    const source = await SliceStoreReader.open(storeFile);
+    const mixedFile = path.join(root, 'mixed.fss');
+    try {
+      const { preset, scale, size, channels, annotation, split } = source.meta;
+      const writer = await SliceStoreWriter.create(mixedFile, {
+        preset,
+        scale,
+        size,
+        channels,
+        dtype: 'uint8',
+        layout: 'NHWC',
+        annotation,
+        split,
+        createdAt: new Date().toISOString(),
+      });
+      for (const s of source.meta.subjects) {
+        const { first: _first, count: _count, ...subject } = s;
+        await writer.addSubject(
+          { ...subject, split: s.id === followUp ? 'test' : 'train' },
+          await source.readRange(s.first, s.count),
+        );
+      }
+      await writer.close();
+    } finally {
+      await source.close();
+    }
+    const store = await SliceStoreReader.open(mixedFile);
+    try {
+      const plan = planReference(store, store.indicesOf('train'), 256);
+      assert.equal(plan.kind, 'held-out');
+      assert.equal(plan.ids.length, store.indicesOf('test').length);
+      const { all, excluded } = await scorePlan(store, plan);
+      for (const [i, id] of plan.ids.entries()) {
+        assert.ok(all[i]!.score > 0.9999, 'unexcluded, the follow-up finds its baseline');
+        assert.notEqual(patientOf(store, excluded[i]!.privateIndex), baseline, `slice ${id}`);
+        assert.ok(excluded[i]!.score < 0.999, `slice ${id}: ${excluded[i]!.score}`);
+      }
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -8,8 +8,10 @@
 // subject): the threshold is a high quantile of that plus a margin (see auditThreshold). A site with no held-out
 // subject (a small hospital: the 15% subject split often leaves none of 4–7 cases) uses a leave-one-subject-out
 // reference instead: each of its training slices (a seeded sample of at most referenceSlices) against the training
-// slices of the other subjects and their mirrors. With one training subject there is no unseen slice at all.
+// slices of the other patients and their mirrors (subjects are patients: BraTS 2023 timepoints of one patient are
+// one subject, see patientKey). With one training patient there is no unseen slice at all.
 import { SliceStoreReader } from '../slices/slice-store.js';
+import { patientKey } from '../slices/subject-split.js';
 import { createRng } from '../util/rng.js';
 import { coarseTopK, type ExcludedGroups } from './coarse-search.js';
 import { jsKernel, productKernel, type KernelPrivates, type ProductKernel } from './products.js';
@@ -546,7 +548,7 @@ export async function scoreQueries(
   index: PrivateIndex,
   settings: Required<AuditSettings>,
   rows?: FullResRowsHandle,
-  /** per query, a subject (index into `subjectOfTrain`'s values) whose slices it may not match; -1: none */
+  /** per query, a patient (a value of `subjectOfTrain`) whose training slices it may not match; -1: none */
   excluded?: { subjectOfTrain: Int32Array; subjectOfQuery: Int32Array },
 ): Promise<AuditMatch[]> {
   const { topK, maxShift } = settings;
@@ -563,7 +565,7 @@ export async function scoreQueries(
   }
   let groups: ExcludedGroups | undefined;
   if (excluded) {
-    // Coarse row r is train[r % n] or its mirror: both belong to that slice's subject.
+    // Coarse row r is train[r % n] or its mirror: both belong to that slice's patient.
     const rowGroups = new Int32Array(2 * n);
     for (let r = 0; r < 2 * n; r++) rowGroups[r] = excluded.subjectOfTrain[r % n]!;
     groups = { rows: rowGroups, queries: excluded.subjectOfQuery };
@@ -663,38 +665,64 @@ function checkStores(candidates: SliceStoreReader, privateStore: SliceStoreReade
   }
 }
 
-/** The reference's queries: store indices, and the subject each may not match (LOSO) when there is one. */
+/**
+ * The reference's queries: store indices, and the patient each may not match when there is one. Groups are
+ * patients (patientKey), not cases: a BraTS 2023 follow-up scan (…-001) of a training patient is no unseen slice.
+ */
 interface ReferencePlan {
   kind: ReferenceKind;
   ids: number[];
+  /** patients whose slices make the reference */
   subjects: number;
   excluded?: { subjectOfTrain: Int32Array; subjectOfQuery: Int32Array };
 }
 
 /**
- * The held-out test slices when there are any; else leave-one-subject-out over the training subjects (at most
- * `limit` slices, a seeded sample); one training subject and no held-out one fails with AuditReferenceError.
+ * The held-out test slices when there are any; else leave-one-subject-out over the training patients (at most
+ * `limit` slices, a seeded sample); a single training patient and none held out fails with AuditReferenceError.
+ * Subjects are grouped by patient: two timepoints of one patient are one subject. A held-out slice whose patient
+ * also has training scans (a store split case by case, before patients were grouped) skips that patient too.
  */
 export function planReference(store: SliceStoreReader, train: number[], limit: number): ReferencePlan {
+  const patientGroup = new Map<string, number>();
+  const groupOf = (id: string): number => {
+    const key = patientKey(id);
+    let g = patientGroup.get(key);
+    if (g === undefined) patientGroup.set(key, (g = patientGroup.size));
+    return g;
+  };
   const testSubjects = store.meta.subjects.filter((s) => s.split === 'test' && s.count > 0);
-  if (testSubjects.length > 0) {
-    return { kind: 'held-out', ids: store.indicesOf('test'), subjects: testSubjects.length };
-  }
   const trainSubjects = store.meta.subjects.filter((s) => s.split === 'train' && s.count > 0);
-  if (trainSubjects.length < 2) {
-    throw new AuditReferenceError(
-      'the private slices hold a single training subject and no held-out test subject, so there is no unseen ' +
-        'real slice to set the audit threshold from: the audit needs held-out test slices or at least 2 ' +
-        'training subjects',
-    );
-  }
   // train lists the training subjects' slices in store order (indicesOf): its subject runs line up with these.
   const subjectOfTrain = new Int32Array(train.length);
   let at = 0;
-  trainSubjects.forEach((s, k) => {
-    for (let i = 0; i < s.count; i++) subjectOfTrain[at++] = k;
-  });
+  for (const s of trainSubjects) subjectOfTrain.fill(groupOf(s.id), at, (at += s.count));
   if (at !== train.length) throw new Error('training subjects and training slices disagree');
+  const trainPatients = new Set(subjectOfTrain);
+
+  if (testSubjects.length > 0) {
+    const ids = store.indicesOf('test');
+    const subjectOfQuery = new Int32Array(ids.length);
+    let q = 0;
+    for (const s of testSubjects) {
+      const g = groupOf(s.id);
+      subjectOfQuery.fill(trainPatients.has(g) ? g : -1, q, (q += s.count));
+    }
+    if (q !== ids.length) throw new Error('test subjects and test slices disagree');
+    return {
+      kind: 'held-out',
+      ids,
+      subjects: new Set(testSubjects.map((s) => patientKey(s.id))).size,
+      ...(subjectOfQuery.some((g) => g >= 0) ? { excluded: { subjectOfTrain, subjectOfQuery } } : {}),
+    };
+  }
+  if (trainPatients.size < 2) {
+    throw new AuditReferenceError(
+      'the private slices hold a single training subject (patient) and no held-out test subject, so there is no ' +
+        'unseen real slice to set the audit threshold from: the audit needs held-out test slices or at least 2 ' +
+        'training patients',
+    );
+  }
   let picked = Array.from({ length: train.length }, (_, i) => i);
   if (picked.length > limit) {
     // Seeded (partial Fisher–Yates): the same store gives the same reference every run.

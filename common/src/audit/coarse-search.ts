@@ -53,21 +53,24 @@ export function coarseTopK(
 ): TopK[] {
   const held = 'source' in privates ? privates : kernel.holdPrivates(privates);
   try {
-    const m = held.count;
-    const kk = Math.max(1, Math.min(k, m));
-    const scores = kernel.scores(queries, held);
-    const tops: TopK[] = [];
-    for (let q = 0; q < queries.count; q++) {
-      const top = newTopK(kk);
-      const group = exclude ? exclude.queries[q]! : -1;
-      if (group < 0) {
-        for (let p = 0, row = q * m; p < m; p++) offer(top, p, scores[row + p]!);
-      } else {
-        const rows = exclude!.rows;
-        for (let p = 0, row = q * m; p < m; p++) if (rows[p] !== group) offer(top, p, scores[row + p]!);
+    const kk = Math.max(1, Math.min(k, held.count));
+    const tops = Array.from({ length: queries.count }, () => newTopK(kk));
+    const groups = exclude?.rows;
+    // Block by block (the kernel's tensors for one block are freed before the next): merging each block's rows
+    // into the running top k gives the top k over all rows.
+    kernel.scoreBlocks(queries, held, (first, count, scores) => {
+      for (let q = 0; q < queries.count; q++) {
+        const top = tops[q]!;
+        const group = exclude ? exclude.queries[q]! : -1;
+        const row = q * count;
+        if (group < 0) {
+          for (let j = 0; j < count; j++) offer(top, first + j, scores[row + j]!);
+        } else {
+          for (let j = 0; j < count; j++)
+            if (groups![first + j] !== group) offer(top, first + j, scores[row + j]!);
+        }
       }
-      tops.push(top);
-    }
+    });
     return tops;
   } finally {
     if (held !== privates) held.dispose();

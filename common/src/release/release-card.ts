@@ -1,5 +1,6 @@
 // The dataset card of a release: the facts the coordinator knows (study, generators, sites, audit, evaluation) plus
 // what the builder counted, as card.json and a human README.md.
+import type { ReferenceKind } from '../audit/audit.js';
 
 /** Mean Dice (or HD95) per label and BraTS region; null where undefined (e.g. no such label anywhere). */
 export type ReleaseLabelScores = Partial<Record<'NCR' | 'ED' | 'ET' | 'WT' | 'TC', number | null>>;
@@ -20,6 +21,11 @@ export interface ReleaseAuditSiteFact {
   site: string;
   threshold: number;
   flagged: number;
+  /**
+   * where the site's threshold reference came from: held-out test slices, or (a site with no held-out subject)
+   * its training slices each scored against its other training patients
+   */
+  referenceKind?: ReferenceKind;
 }
 
 export interface ReleaseAuditFact {
@@ -110,15 +116,18 @@ export function renderReleaseReadme(card: ReleaseCard): string {
     const a = card.audit;
     lines.push(
       `Audit \`${a.id}\`: every site scored all ${a.candidates} candidates against its private training slices ` +
-        `(maximum Pearson correlation, mirrors included); threshold = the site's train→held-out reference plus a ` +
-        `margin of ${a.margin}. ${a.withheld} candidate(s) above any site's threshold were withheld.` +
+        `(maximum Pearson correlation, mirrors included); threshold = a high quantile of the site's reference ` +
+        `(its held-out real slices against its training slices, or, at a site with no held-out subject, its ` +
+        `training slices against its other training patients: leave-one-subject-out) plus a margin of ` +
+        `${a.margin}. ${a.withheld} candidate(s) above any site's threshold were withheld.` +
         (a.decidedAt ? ` Approved ${a.decidedAt}${a.decidedBy ? ` by ${a.decidedBy}` : ''}.` : '') +
         (a.comment ? ` Comment: ${a.comment}` : ''),
       '',
-      '| site | threshold | flagged |',
-      '|---|---|---|',
+      '| site | threshold | reference | flagged |',
+      '|---|---|---|---|',
     );
-    for (const s of a.sites) lines.push(`| ${s.site} | ${fmt(s.threshold, 4)} | ${s.flagged} |`);
+    for (const s of a.sites)
+      lines.push(`| ${s.site} | ${fmt(s.threshold, 4)} | ${s.referenceKind ?? '–'} | ${s.flagged} |`);
   } else {
     lines.push(`No audit facts were given. ${card.withheld} of ${card.candidates} candidates were withheld.`);
   }

@@ -1,4 +1,4 @@
-import type { Audit, AuditSiteState, AuditState, Histogram } from './audit.entity.js';
+import type { Audit, AuditSiteState, AuditState, Histogram, ReferenceKind } from './audit.entity.js';
 
 export interface AuditSiteReport {
   siteId: string;
@@ -10,6 +10,8 @@ export interface AuditSiteReport {
   flagged: number[];
   maxScore: number | null;
   referenceCount: number | null;
+  /** 'held-out' or 'leave-one-subject-out' once scored (results stored before the field: 'held-out'); else null */
+  referenceKind: ReferenceKind | null;
   scoreHistogram: Histogram | null;
   referenceHistogram: Histogram | null;
   error: string | null;
@@ -66,6 +68,7 @@ export function toAuditReport(a: Audit): AuditReport {
       flagged: s.flagged ?? [],
       maxScore: s.maxScore ?? null,
       referenceCount: s.referenceCount ?? null,
+      referenceKind: s.referenceKind ?? (s.state === 'scored' ? 'held-out' : null),
       scoreHistogram: s.scoreHistogram ?? null,
       referenceHistogram: s.referenceHistogram ?? null,
       error: s.error ?? null,

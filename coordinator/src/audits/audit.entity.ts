@@ -1,3 +1,4 @@
+import type { AuditScores } from '@fedsynth/common/protocol/job-payloads';
 import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 
 /** scoring (jobs out at the sites) → scored (every site answered) → approved | rejected (final); or failed. */
@@ -23,6 +24,9 @@ export interface AuditSource {
   seed: number | null;
 }
 
+/** Where a site's threshold reference came from (see common/src/audit). */
+export type ReferenceKind = NonNullable<AuditScores['referenceKind']>;
+
 export type AuditSiteState = 'pending' | 'scored' | 'refused' | 'failed';
 
 /** What one site answered (numbers only; the per-candidate scores stay in its `scores` blob). */
@@ -39,6 +43,11 @@ export interface AuditSiteResult {
   scoreHistogram?: Histogram;
   referenceHistogram?: Histogram;
   referenceCount?: number;
+  /**
+   * where the site's reference came from: its held-out test slices, or (no held-out subject) its training slices
+   * each scored against its other training patients; absent on results stored before the field ('held-out')
+   */
+  referenceKind?: ReferenceKind;
   error?: string;
 }
 

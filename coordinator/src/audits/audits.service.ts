@@ -349,6 +349,8 @@ export class AuditsService implements OnModuleInit, OnApplicationBootstrap, OnMo
         scoreHistogram: histogram(scores.scores),
         referenceHistogram: histogram(scores.reference),
         referenceCount: scores.reference.length,
+        // A site from before the field sent none: its reference was its held-out slices.
+        referenceKind: scores.referenceKind ?? 'held-out',
       };
     } catch (error) {
       const reason =

@@ -258,7 +258,6 @@ export class FederationGateway
     }
     // offers made over an earlier connection are void: they are made again over this one
     if (!conn.ready) await this.jobs.withdrawOffers(conn.siteId);
-    const jobs = msg.inFlight?.length ? await this.jobs.reconcile(conn.siteId, msg.inFlight) : undefined;
     const session = await this.sessions.hello(
       conn.sessionId,
       {
@@ -274,6 +273,11 @@ export class FederationGateway
       await this.sessions.close(session.id, 'disconnected during hello');
       throw new ProtocolError('internal', 'disconnected during hello');
     }
+    // After the connected check: accepting a still-queued job for a socket that is already gone would hold it
+    // until its lease expires.
+    const jobs = msg.inFlight?.length
+      ? await this.jobs.reconcile(conn.siteId, msg.inFlight, msg.capabilities.jobKinds)
+      : undefined;
     const now = this.clock.now();
     await this.sites.markSeen(conn.siteId, now);
     conn.jobKinds = [...msg.capabilities.jobKinds];

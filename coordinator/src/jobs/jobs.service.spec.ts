@@ -289,12 +289,16 @@ for (const dialect of testDialects()) {
       await jobs.accept(siteId, stale.id, 1);
       await jobs.fail(siteId, { jobId: stale.id, attempt: 1, code: 'x', message: 'x', retryable: true });
       c.clock.advance(60_000);
-      const actions = await jobs.reconcile(siteId, [
-        { jobId: running.id, attempt: 1, state: 'uploading' },
-        { jobId: finished.id, attempt: 1, state: 'done' },
-        { jobId: stale.id, attempt: 1, state: 'running' },
-        { jobId: crypto.randomUUID(), attempt: 1, state: 'running' },
-      ]);
+      const actions = await jobs.reconcile(
+        siteId,
+        [
+          { jobId: running.id, attempt: 1, state: 'uploading' },
+          { jobId: finished.id, attempt: 1, state: 'done' },
+          { jobId: stale.id, attempt: 1, state: 'running' },
+          { jobId: crypto.randomUUID(), attempt: 1, state: 'running' },
+        ],
+        ['sample'],
+      );
       assert.deepEqual(
         actions.map((a) => a.action),
         ['resume', 'done', 'abandon', 'abandon'],
@@ -314,7 +318,11 @@ for (const dialect of testDialects()) {
       // the coordinator stopped before job:accept was saved; the site reconnects: hello withdraws the old offers,
       // then reconciles what the site reports holding
       await jobs.withdrawOffers(siteId);
-      const [action] = await jobs.reconcile(siteId, [{ jobId: job.id, attempt: 1, state: 'assigned' }]);
+      const [action] = await jobs.reconcile(
+        siteId,
+        [{ jobId: job.id, attempt: 1, state: 'assigned' }],
+        ['sample'],
+      );
       assert.equal(action!.action, 'resume');
       assert.equal(action!.leaseExpiresAt, c.clock.now().getTime() + jobs.options.leaseTtlMs);
       const row = await c.app.get(DataSource).getRepository(Job).findOneByOrFail({ id: job.id });
@@ -329,11 +337,42 @@ for (const dialect of testDialects()) {
       await jobs.complete(siteId, { jobId: job.id, attempt: 1, outputs: [] });
       // another site cannot take it over this way
       const other = await jobs.enqueue(siteId, 'sample', {});
-      const [foreign] = await jobs.reconcile(otherSiteId, [
-        { jobId: other.id, attempt: 1, state: 'assigned' },
-      ]);
+      const [foreign] = await jobs.reconcile(
+        otherSiteId,
+        [{ jobId: other.id, attempt: 1, state: 'assigned' }],
+        ['sample'],
+      );
       assert.equal(foreign!.action, 'abandon');
       await jobs.cancel(other.id);
+    });
+
+    it('a still-queued job is accepted on hello only when the agent now runs its kind', async () => {
+      const job = await jobs.enqueue(siteId, 'sample', {});
+      assert.ok((await jobs.claimOffers(siteId, ['sample'])).some((j) => j.id === job.id));
+      await jobs.withdrawOffers(siteId);
+      // the agent came back without a sample handler: no acceptance, the job stays queued for another offer
+      const [refused] = await jobs.reconcile(
+        siteId,
+        [{ jobId: job.id, attempt: 1, state: 'assigned' }],
+        ['train-round', 'audit'],
+      );
+      assert.equal(refused!.action, 'abandon');
+      const row = await c.app.get(DataSource).getRepository(Job).findOneByOrFail({ id: job.id });
+      assert.equal(row.state, 'queued');
+      assert.equal(row.attempt, 1, 'no attempt spent');
+      assert.ok(!eventsOf(job.id).includes('assigned'));
+      // once an agent with the kind reports it, the report is the acceptance
+      const [accepted] = await jobs.reconcile(
+        siteId,
+        [{ jobId: job.id, attempt: 1, state: 'assigned' }],
+        ['audit', 'sample'],
+      );
+      assert.equal(accepted!.action, 'resume');
+      assert.equal((await jobs.get(job.id)).state, 'assigned');
+      // kinds only gate the queued branch: an active attempt resumes whatever the hello lists
+      const [active] = await jobs.reconcile(siteId, [{ jobId: job.id, attempt: 1, state: 'running' }], []);
+      assert.equal(active!.action, 'resume');
+      await jobs.cancel(job.id);
     });
 
     it('only one of two concurrent claimers offers a job; concurrent accepts agree', async () => {

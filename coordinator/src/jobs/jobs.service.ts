@@ -419,8 +419,14 @@ export class JobsService implements OnModuleInit, OnModuleDestroy {
   /**
    * `site:hello` with in-flight jobs: 'resume' (lease renewed) for an attempt the coordinator still considers
    * running, 'done' for a recorded result, 'abandon' for anything else (requeued, failed, cancelled, unknown).
+   * `jobKinds` are the kinds the hello says the agent runs now: a still-queued job is accepted only if its kind is
+   * among them (an agent restarted without that handler could never finish it).
    */
-  async reconcile(siteId: string, inFlight: readonly InFlightJob[]): Promise<JobResume[]> {
+  async reconcile(
+    siteId: string,
+    inFlight: readonly InFlightJob[],
+    jobKinds: readonly string[],
+  ): Promise<JobResume[]> {
     const out: JobResume[] = [];
     const now = this.clock.now();
     for (const reported of inFlight) {
@@ -430,6 +436,9 @@ export class JobsService implements OnModuleInit, OnModuleDestroy {
         out.push({ ...base, action: 'abandon' });
       } else if (job.state === 'done') {
         out.push({ ...base, action: 'done' });
+      } else if (job.state === 'queued' && !jobKinds.includes(job.kind)) {
+        // Left queued: offered again to an agent that runs this kind.
+        out.push({ ...base, action: 'abandon' });
       } else if (job.state === 'queued') {
         // Offered to this site and taken, but the acceptance was never recorded (the coordinator stopped in
         // between): the report is the acceptance. Abandoning would leave the site holding a job it was then

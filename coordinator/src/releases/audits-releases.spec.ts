@@ -335,16 +335,21 @@ for (const dialect of testDialects()) {
         409,
       );
 
-      const answers = [
+      // site A answers without referenceKind (an agent from before the field), B had no held-out subject
+      const answers: AuditScores[] = [
         siteScores(candidateCount, 1, 0.8),
-        siteScores(candidateCount, 2, 0.85),
-        siteScores(candidateCount, 3, 0.9),
+        { ...siteScores(candidateCount, 2, 0.85), referenceKind: 'leave-one-subject-out' },
+        { ...siteScores(candidateCount, 3, 0.9), referenceKind: 'held-out' },
       ];
+      const expectedKinds = ['held-out', 'leave-one-subject-out', 'held-out'];
       await answer(c, audit.id, siteIds[0]!, answers[0]);
       await answer(c, audit.id, siteIds[1]!, answers[1]);
-      assert.equal(
-        (await c.request('GET', `/api/audits/${audit.id}`, { token: auditor })).body.state,
-        'scoring',
+      const partial = (await c.request('GET', `/api/audits/${audit.id}`, { token: auditor })).body;
+      assert.equal(partial.state, 'scoring');
+      assert.deepEqual(
+        siteIds.map((id) => partial.sites.find((s: { siteId: string }) => s.siteId === id).referenceKind),
+        ['held-out', 'leave-one-subject-out', null],
+        'a pending site has no reference yet',
       );
       assert.equal(
         (
@@ -380,12 +385,14 @@ for (const dialect of testDialects()) {
         (s: {
           siteId: string;
           threshold: number;
+          referenceKind: string;
           flaggedCount: number;
           scoreHistogram: { counts: number[] };
           referenceHistogram: { counts: number[] };
         }) => {
           const a = answers[siteIds.indexOf(s.siteId)]!;
           assert.equal(s.threshold, a.threshold);
+          assert.equal(s.referenceKind, expectedKinds[siteIds.indexOf(s.siteId)]);
           assert.equal(s.flaggedCount, a.flagged.length);
           assert.equal(
             s.scoreHistogram.counts.reduce((x, y) => x + y, 0),
@@ -468,11 +475,12 @@ for (const dialect of testDialects()) {
       const detail = (await c.request('GET', `/api/releases/${built.id}`, { token: researcher })).body;
       assert.equal(detail.card.samples, built.sampleCount);
       assert.equal(detail.card.audit.withheld, expectedWithheld.length);
-      assert.deepEqual(detail.card.audit.sites.map((s: { site: string }) => s.site).sort(), [
-        'hospital-a',
-        'hospital-b',
-        'hospital-c',
-      ]);
+      assert.deepEqual(
+        detail.card.audit.sites
+          .map((s: { site: string; referenceKind: string }) => `${s.site} ${s.referenceKind}`)
+          .sort(),
+        ['hospital-a held-out', 'hospital-b leave-one-subject-out', 'hospital-c held-out'],
+      );
       assert.equal(
         detail.card.sites.reduce((n: number, s: { samples: number }) => n + s.samples, 0),
         built.sampleCount,
@@ -499,6 +507,9 @@ for (const dialect of testDialects()) {
       await run('tar', ['-xf', tarFile, '-C', x]);
       const folder = path.join(x, 'fedsynth-release-v1');
       await run('sha256sum', ['-c', '--quiet', 'MANIFEST.sha256'], { cwd: folder });
+      const readme = await readFile(path.join(folder, 'README.md'), 'utf8');
+      assert.match(readme, /\| hospital-b \| [0-9.]+ \| leave-one-subject-out \| \d+ \|/);
+      assert.match(readme, /\| hospital-a \| [0-9.]+ \| held-out \| \d+ \|/);
       const manifest = await readFile(path.join(folder, 'MANIFEST.sha256'));
       assert.equal(createHash('sha256').update(manifest).digest('hex'), built.manifestSha256);
       const provenance = (await readFile(path.join(folder, 'provenance.csv'), 'utf8'))

@@ -261,6 +261,7 @@ export class ReleasesService implements OnApplicationBootstrap {
           site: s.siteName,
           threshold: s.threshold ?? NaN,
           flagged: s.flagged?.length ?? 0,
+          referenceKind: s.referenceKind ?? 'held-out',
         })),
         ...(decidedBy ? { decidedBy } : {}),
         ...(audit.decidedAt ? { decidedAt: audit.decidedAt.toISOString() } : {}),
