@@ -2,7 +2,7 @@
 // (re)connection; hello with capabilities and the jobs in flight; heartbeats; job offers run through the handler
 // registry with progress, resumable uploads and downloads; reconnects with backoff and resumes what was running.
 import { EventEmitter } from 'node:events';
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -39,7 +39,6 @@ import {
   TransferSender,
   TransportError,
   attachTransferReceiver,
-  bufferChunkSource,
   fileChunkSource,
   socketAckEmitter,
 } from '@fedsynth/common/transfer/index';
@@ -845,59 +844,54 @@ export class SiteAgent {
 
   private async upload(a: ActiveJob, source: UploadSource, options: UploadOptions): Promise<JobOutput> {
     const { job } = a.record;
+    const signal = a.controller.signal;
     const role = options.role;
     if (!role || role.length > 64)
       throw new JobError('bad_upload', 'an upload needs a role of 1-64 characters');
     const kind = options.kind ?? 'job-output';
     a.uploading++;
     let chunks: Awaited<ReturnType<typeof fileChunkSource>> | undefined;
+    // The bytes being sent are kept in the job's work dir under their transfer id (a hard link to the handler's
+    // output when possible), so that an agent killed mid-upload can resume the same transfer after a restart.
+    const kept = (transferId: string) => path.join(this.paths.work, job.id, '.uploads', transferId);
+    let file: string | undefined;
     try {
-      // An attempt's output for a role is fixed once its upload began: the bytes are kept in the job's work dir
-      // (under the transfer id, recorded before the first chunk), so an agent killed mid-upload resumes the same
-      // transfer after a restart even when the rerun handler produced other bytes (e.g. a new timestamp).
-      const kept = (transferId: string) => path.join(this.paths.work, job.id, '.uploads', transferId);
-      let entry = a.record.uploads[role];
-      if (entry?.committed && entry.kind === kind) {
-        return { role, sha256: entry.sha256, size: entry.size }; // the coordinator holds it already
-      }
-      if (entry && entry.kind === kind) {
-        chunks = await fileChunkSource(kept(entry.transferId)).catch(() => undefined);
-        if (chunks && ((await chunks.sha256()) !== entry.sha256 || chunks.size !== entry.size)) {
-          await chunks.close();
-          chunks = undefined;
-        }
-        if (chunks)
-          this.log.info(`job ${job.id}: resuming the ${role} upload begun before (${entry.size} bytes)`);
-      }
-      if (!chunks) {
-        const fresh =
-          'file' in source ? await fileChunkSource(source.file) : bufferChunkSource(source.buffer);
-        const size = fresh.size;
-        let sha256: string;
-        try {
-          sha256 = await fresh.sha256();
-        } finally {
-          await fresh.close();
-        }
-        entry = { transferId: randomUUID(), sha256, size, kind, committed: false };
-        const file = kept(entry.transferId);
-        await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-        if ('file' in source) {
-          await copyFile(source.file, file);
-        } else {
-          await writeFile(file, source.buffer, { mode: 0o600 });
-        }
-        chunks = await fileChunkSource(file);
-        if ((await chunks.sha256()) !== sha256)
-          throw new JobError(
-            'upload_source_changed',
-            `the ${role} output changed while it was being kept`,
-            true,
+      signal.throwIfAborted();
+      const uploadsDir = path.dirname(kept('x'));
+      await mkdir(uploadsDir, { recursive: true, mode: 0o700 });
+      file = kept(randomUUID());
+      if ('file' in source) await keepFile(source.file, file);
+      else await writeFile(file, source.buffer, { mode: 0o600 });
+      chunks = await fileChunkSource(file);
+      // What this run produced is what gets uploaded: a rerun (after a restart) may have other bytes than the
+      // earlier run, e.g. a pre-check that now withholds more samples.
+      const sha256 = await chunks.sha256();
+      const size = chunks.size;
+      signal.throwIfAborted();
+      const earlier = a.record.uploads[role];
+      const same = earlier && earlier.kind === kind && earlier.sha256 === sha256 && earlier.size === size;
+      if (same && earlier.committed) return { role, sha256, size }; // the coordinator holds these bytes already
+      let entry: JobRecord['uploads'][string];
+      let superseded: string | undefined;
+      if (same) {
+        // the same bytes as the transfer begun before: resume it (the receiver keeps the chunks it acknowledged)
+        entry = earlier;
+        await rename(file, kept(entry.transferId)); // the handle stays on the same inode
+        file = kept(entry.transferId);
+        this.log.info(`job ${job.id}: resuming the ${role} upload begun before (${size} bytes)`);
+      } else {
+        if (earlier) {
+          this.log.info(
+            `job ${job.id}: the ${role} output differs from the one ${earlier.committed ? 'uploaded' : 'begun'} ` +
+              `before; uploading the new one`,
           );
-        a.record.uploads[role] = entry;
-        await this.store.save(a.record);
+          await rm(kept(earlier.transferId), { force: true }).catch(() => undefined);
+          if (!earlier.committed) superseded = earlier.transferId;
+        }
+        entry = { transferId: path.basename(file), sha256, size, kind, committed: false };
       }
-      const { sha256, size } = entry;
+      // an attempt that was aborted or replaced (a newer attempt of the job took over) must not touch the record
+      await this.saveRecord(a, () => (a.record.uploads[role] = entry));
       const sender = new TransferSender({
         chunkSize: this.options.upload?.chunkSize,
         window: this.options.upload?.window,
@@ -907,32 +901,40 @@ export class SiteAgent {
           options.onProgress?.(progress);
         },
       });
+      if (superseded) {
+        // best effort: the coordinator drops the staged chunks (its sweeper removes them otherwise)
+        const old = superseded;
+        await this.transferEmitter(signal)
+          .then((emitter) => sender.abort(emitter, old, 'superseded by a rerun with other bytes'))
+          .catch((error: unknown) => {
+            signal.throwIfAborted();
+            this.log.warn(`job ${job.id}: could not abort the superseded ${role} transfer: ${String(error)}`);
+          });
+      }
       let result: SendResult;
       try {
         result = await sender.sendResumable(
-          () => this.transferEmitter(a.controller.signal),
+          () => this.transferEmitter(signal),
           chunks,
           {
             transferId: entry.transferId,
             kind,
             meta: { ...options.meta, jobId: job.id, attempt: job.attempt, role },
-            signal: a.controller.signal,
+            signal,
           },
           { maxAttempts: 10_000 },
         );
       } catch (error) {
-        a.controller.signal.throwIfAborted();
+        signal.throwIfAborted();
         if (error instanceof TransferError && error.peerCode === 'lease_lost') {
           this.abortJob(a, 'lease_lost');
-          a.controller.signal.throwIfAborted();
+          signal.throwIfAborted();
         }
         throw error instanceof TransferError
           ? new JobError(`upload_${error.code}`, error.message, true)
           : error;
       }
-      entry.committed = true;
-      await this.store.save(a.record);
-      await rm(kept(entry.transferId), { force: true }).catch(() => undefined);
+      await this.saveRecord(a, () => (entry.committed = true));
       this.events.emit('upload:done', { jobId: job.id, role, result });
       this.log.info(
         `job ${job.id}: uploaded ${role} (${size} bytes, ${result.chunksSent} chunk message(s), ` +
@@ -942,7 +944,24 @@ export class SiteAgent {
     } finally {
       a.uploading--;
       await chunks?.close();
+      // the kept copy is needed only while its transfer may still be resumed
+      const entry = a.record.uploads[role];
+      if (file && !(entry && !entry.committed && kept(entry.transferId) === file)) {
+        await rm(file, { force: true }).catch(() => undefined);
+      }
     }
+  }
+
+  /**
+   * Changes and saves a job's record, only while the attempt still owns it: not aborted, and not replaced by a newer
+   * attempt of the same job (records are keyed by job id, so a stale save would overwrite the newer attempt's).
+   * Otherwise throws, and the handler winds down.
+   */
+  private async saveRecord(a: ActiveJob, change: () => void): Promise<void> {
+    if (this.active.get(a.record.job.id) !== a) this.abortJob(a, 'abandoned');
+    a.controller.signal.throwIfAborted();
+    change();
+    await this.store.save(a.record);
   }
 
   /** The emitter for a transfer attempt: once ready; refuses while not ready (never buffers); rate limited. */
@@ -1034,4 +1053,18 @@ export class SiteAgent {
 /** One-minute load average per core (0 where the platform has none). */
 function cpuLoad(): number {
   return Math.max(0, (os.loadavg()[0] ?? 0) / Math.max(1, os.availableParallelism()));
+}
+
+/**
+ * Keeps `file`'s bytes at `to`: a hard link (no copy; safe because outputs are written as new files and renamed into
+ * place, never rewritten in place), or a copy where links are not possible (another file system, no permission).
+ */
+async function keepFile(file: string, to: string): Promise<void> {
+  try {
+    await link(file, to);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw error;
+    await copyFile(file, to);
+  }
 }

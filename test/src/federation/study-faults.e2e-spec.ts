@@ -139,7 +139,7 @@ for (const dialect of testDialects()) {
       for (const name of names) await pf.fed.stopAgent(name);
     });
 
-    it('a site agent killed while uploading is restarted and its upload resumes', async () => {
+    it('a site agent killed while uploading is restarted: the rerun replaces the half-sent upload, nothing is stored twice', async () => {
       const name = 'site-1';
       const siteId = pf.fed.siteNamed(name).siteId;
       const slow = ['--max-upload-rate', '20KB', '--chunk-size', '4096'];
@@ -163,18 +163,19 @@ for (const dialect of testDialects()) {
       );
       await pf.fed.group.kill(first);
       const before = (await received()) - earlier;
+      // the site's log file accumulates across agents and tests (the first test logs resumes too): read only what
+      // was written after the second agent started
+      const logStart = (await stat(first.logFile)).size;
       const second = pf.fed.startAgent(name, ['--chunk-size', '65536']);
       await pf.waitForStudy(studyId);
-      const resumed = [
-        ...second.log().matchAll(/uploaded (\w[\w-]*) \((\d+) bytes, .*resumed from (\d+) bytes\)/g),
-      ];
-      // the restarted agent (other --chunk-size) continued the same transfer from what the staging held
-      assert.ok(
-        resumed.some((m) => Number(m[3]) >= before * 4096 && Number(m[3]) < Number(m[2])),
-        `an upload resumed part-way (${before} chunks were staged):\n${resumed.map((m) => m[0]).join('\n')}`,
-      );
-      assert.match(second.log(), /resuming the weights upload begun before/);
-      // one round-update blob per role: the resumed transfer, not a second copy of the weights
+      const secondLog = (await readFile(second.logFile)).subarray(logStart).toString('utf8');
+      // The rerun trains again from its checkpoint and writes new weight files (their createdAt differs), so the agent
+      // must not resume the half-sent bytes: it says so, aborts that transfer and sends the new ones. (Resuming the
+      // same bytes after a restart is covered by upload-rerun.e2e-spec.ts.)
+      assert.ok(before >= 3, `chunks were staged before the kill (${before})`);
+      assert.match(secondLog, /the weights output differs from the one begun before; uploading the new one/);
+      assert.doesNotMatch(secondLog, /could not abort the superseded/);
+      // one round-update blob per role: the superseded half upload never became a blob
       const updates = await pf.query<{ role: string; n: number | string }>(
         "SELECT role, COUNT(*) AS n FROM blobs WHERE kind = 'round-update' AND site_id = ? AND job_id IN " +
           '(SELECT id FROM jobs WHERE study_id = ?) GROUP BY role',
