@@ -13,6 +13,7 @@ import type { ModelArchitecture } from '../../model.js';
 import type { AdamWSpec } from '../../training/optimizers.js';
 import {
   registerTrainingTask,
+  type EmaSpec,
   type LossAndGrads,
   type StepBatch,
   type TaskContext,
@@ -47,9 +48,10 @@ export interface DdpmTaskConfig {
    * β of an exponential moving average of all weights, kept by the training runtime (TrainingResult
    * .emaWeightsBlob, same architecture and names as the weights; sample from it). Default: none. Ho et al.
    * and improved-diffusion use 0.9999 (half-life ≈ 6900 steps): right for paper-length runs; short CPU runs
-   * want ~0.999, or none.
+   * want a half-life in images with a ramp-up (`{ halfLifeImages, rampup }`, StyleGAN 2's rule), or none — a
+   * constant leaves a short run's average mostly the random initialisation.
    */
-  ema?: number;
+  ema?: EmaSpec['beta'];
 }
 
 /**
@@ -136,8 +138,10 @@ export class DdpmTask implements TrainingTask<DdpmTaskConfig> {
         `T = ${c.timesteps} ${c.schedule}`,
     );
     const ema = spec.config.ema;
-    if (ema !== undefined && !(ema > 0 && ema < 1))
-      throw new Error(`ddpm task: ema must be in (0, 1) (got ${ema})`);
+    if (typeof ema === 'number' ? !(ema > 0 && ema < 1) : ema !== undefined && !(ema.halfLifeImages > 0))
+      throw new Error(
+        `ddpm task: ema must be in (0, 1) or have a positive half-life (got ${JSON.stringify(ema)})`,
+      );
     return {
       model: this.model,
       optimizer: ddpmOptimizer(spec.config),

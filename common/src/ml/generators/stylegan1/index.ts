@@ -45,7 +45,9 @@ registerGanArchitecture<StyleGan1Config>(STYLEGAN1_NAME, {
     r1Gamma: 10,
     lazyRegInterval: 1,
     styleMixingProbability: 0.9,
-    ema: { halfLifeImages: 10_000 },
+    // StyleGAN's 10k-image half-life, ramped up over the first images (StyleGAN 2's rule) so a short run's average is
+    // not mostly the random initialisation
+    ema: { halfLifeImages: 10_000, rampup: 0.05 },
     mirror: true,
   },
 });
