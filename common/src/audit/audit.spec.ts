@@ -8,7 +8,7 @@ import { buildSliceStore } from '../slices/slice-pipeline.js';
 import { SliceStoreReader, SliceStoreWriter } from '../slices/slice-store.js';
 import { patientKey } from '../slices/subject-split.js';
 import { createRng } from '../util/rng.js';
-import { plantedSet, writeCandidateStore, PERTURBATIONS } from './audit-fixtures.js';
+import { plantedSet, writeAuditFixtureStores, writeCandidateStore, PERTURBATIONS } from './audit-fixtures.js';
 import {
   PrivateIndex,
   resolveSettings,
@@ -71,31 +71,14 @@ describe('memorization audit on phantom slices', () => {
   let otherFile: string;
   before(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-audit-'));
-    const manifest = await writePhantomSites({
-      out: path.join(root, 'data'),
-      sites: 2,
+    ({ privateFile, otherFile } = await writeAuditFixtureStores(root, {
       cases: 7,
       siteSizes: [5, 2],
       seed: 21,
       naming: '2021',
-      dims: [200, 200, 100],
-    });
-    privateFile = path.join(root, 'private.fss');
-    otherFile = path.join(root, 'other.fss');
-    await buildSliceStore({
-      dataDir: manifest.sites[0]!.dir,
-      out: privateFile,
       preset: 'cpu64',
-      testFraction: 0.3,
-      seed: 2,
-    });
-    await buildSliceStore({
-      dataDir: manifest.sites[1]!.dir,
-      out: otherFile,
-      preset: 'cpu64',
-      testFraction: 0,
-      seed: 2,
-    });
+      splitSeed: 2,
+    }));
   });
   after(async () => rm(root, { recursive: true, force: true }));
 

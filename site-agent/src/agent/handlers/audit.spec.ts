@@ -4,9 +4,14 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { plantedSet, readLocalAuditRecords, writeCandidateStore } from '@fedsynth/common/audit/index';
-import { writePhantomSites } from '@fedsynth/common/phantom/index';
+import {
+  plantedSet,
+  readLocalAuditRecords,
+  writeAuditFixtureStores,
+  writeCandidateStore,
+} from '@fedsynth/common/audit/index';
 import { auditScoresSchema } from '@fedsynth/common/protocol/job-payloads';
+import { writePhantomSites } from '@fedsynth/common/phantom/index';
 import { buildSliceStore, SliceStoreReader } from '@fedsynth/common/slices/index';
 import { JobError, type JobContext, type UploadSource } from '../job-handlers.js';
 import { silentLogger } from '../logger.js';
@@ -15,30 +20,13 @@ import { createAuditHandler } from './audit.js';
 test('the audit handler uploads scores only, flags planted copies and keeps the nearest slices locally', async (t) => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'fedsynth-audit-job-'));
   t.after(() => rm(root, { recursive: true, force: true }));
-  const manifest = await writePhantomSites({
-    out: path.join(root, 'data'),
-    sites: 2,
+  const { privateFile, otherFile } = await writeAuditFixtureStores(root, {
     cases: 5,
     siteSizes: [4, 1],
     seed: 9,
     naming: '2023',
-    dims: [200, 200, 100],
-  });
-  const privateFile = path.join(root, 'private.fss');
-  const otherFile = path.join(root, 'other.fss');
-  await buildSliceStore({
-    dataDir: manifest.sites[0]!.dir,
-    out: privateFile,
     preset: 'cpu32',
-    testFraction: 0.3,
-    seed: 1,
-  });
-  await buildSliceStore({
-    dataDir: manifest.sites[1]!.dir,
-    out: otherFile,
-    preset: 'cpu32',
-    testFraction: 0,
-    seed: 1,
+    splitSeed: 1,
   });
   const store = await SliceStoreReader.open(privateFile);
   const other = await SliceStoreReader.open(otherFile);
