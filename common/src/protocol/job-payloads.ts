@@ -31,7 +31,11 @@ export const modelSpecSchema = z.discriminatedUnion('task', [
 ]);
 export type ModelSpec = z.output<typeof modelSpecSchema>;
 
-const seedSchema = z.number().int().min(0).max(2 ** 31 - 1);
+const seedSchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 31 - 1);
 
 /** One round of local training on the site's private real training slices. */
 export const trainRoundPayloadSchema = z.strictObject({
@@ -108,7 +112,9 @@ export const evaluationSummarySchema = z.strictObject({
   slices: z.number().int().min(0),
   mean: z.strictObject({ dice: labelScoresSchema, hd95: labelScoresSchema }),
   perSubject: z
-    .array(z.strictObject({ subject: z.number().int().min(1), dice: labelScoresSchema, hd95: labelScoresSchema }))
+    .array(
+      z.strictObject({ subject: z.number().int().min(1), dice: labelScoresSchema, hd95: labelScoresSchema }),
+    )
     .max(10_000),
 });
 export type EvaluationSummary = z.output<typeof evaluationSummarySchema>;

@@ -764,7 +764,8 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
     try {
       const { count, size, channels } = reader.meta;
       // The site's memorization pre-check may withhold some of the n drawn samples: fewer is fine, more is not.
-      if (count < 1 || count > n) return `the samples store holds ${count} slices, the job asked for n = ${n}`;
+      if (count < 1 || count > n)
+        return `the samples store holds ${count} slices, the job asked for n = ${n}`;
       if (count !== reportedCount) {
         return `the samples store holds ${count} slices but the result's metrics.count says ${reportedCount}`;
       }

@@ -53,7 +53,10 @@ export function addTrainingRunOptions(
     .option('--seed <n>', 'seed of initialisation, sampling and augmentation', '1')
     .option('--checkpoint-every <n>', 'steps between checkpoints (0: only at the end)', '100')
     .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints')
-    .option('--max-minutes <m>', 'stop after this much wall-clock time (a checkpoint is kept; --resume continues)')
+    .option(
+      '--max-minutes <m>',
+      'stop after this much wall-clock time (a checkpoint is kept; --resume continues)',
+    )
     .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu');
 }
 
