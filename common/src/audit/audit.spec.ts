@@ -8,7 +8,8 @@ import { buildSliceStore } from '../slices/slice-pipeline.js';
 import { SliceStoreReader, SliceStoreWriter } from '../slices/slice-store.js';
 import { patientKey } from '../slices/subject-split.js';
 import { createRng } from '../util/rng.js';
-import { plantedSet, writeAuditFixtureStores, writeCandidateStore, PERTURBATIONS } from './audit-fixtures.js';
+import { plantedSet, writeCandidateStore, PERTURBATIONS } from './audit-fixtures.js';
+import { writeAuditFixtureStores } from './audit-test-stores.js';
 import {
   PrivateIndex,
   resolveSettings,

@@ -4,13 +4,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import {
-  plantedSet,
-  readLocalAuditRecords,
-  writeAuditFixtureStores,
-  writeCandidateStore,
-} from '@fedsynth/common/audit/index';
+import { plantedSet, readLocalAuditRecords, writeCandidateStore } from '@fedsynth/common/audit/index';
 import { auditScoresSchema } from '@fedsynth/common/protocol/job-payloads';
+import { writeAuditFixtureStores } from '@fedsynth/common/audit/audit-test-stores';
 import { writePhantomSites } from '@fedsynth/common/phantom/index';
 import { buildSliceStore, SliceStoreReader } from '@fedsynth/common/slices/index';
 import { JobError, type JobContext, type UploadSource } from '../job-handlers.js';
