@@ -242,6 +242,8 @@ export const transferKindSchema = z.enum([
   'global-weights',
   'segmenter',
   'audit-pool',
+  // the synthetic pool a segmenter study's sites mix into their training data
+  'synthetic-pool',
   // site -> coordinator: any other output of a job (diagnostic jobs such as echo-upload)
   'job-output',
 ]);

@@ -45,7 +45,7 @@ import {
 import { JOBS_OPTIONS, type JobsOptions } from './jobs.options.js';
 
 /** Transfer kinds the coordinator sends down to sites: what a job input may be. */
-export const DOWNLOAD_KINDS = ['global-weights', 'segmenter', 'audit-pool'] as const;
+export const DOWNLOAD_KINDS = ['global-weights', 'segmenter', 'audit-pool', 'synthetic-pool'] as const;
 
 export interface EnqueueOptions {
   /** blobs from the coordinator's store the site may fetch for this job */

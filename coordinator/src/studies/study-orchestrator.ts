@@ -445,7 +445,7 @@ export class StudyOrchestrator implements OnModuleInit, OnApplicationBootstrap, 
     }
     if (study.syntheticPoolSha256) {
       // the pool is a slice store, sent like the audit's candidate pool
-      inputs.push(await this.input('synthetic-pool', study.syntheticPoolSha256, 'audit-pool'));
+      inputs.push(await this.input('synthetic-pool', study.syntheticPoolSha256, 'synthetic-pool'));
     }
     const payload = trainRoundPayloadSchema.parse({
       studyId: study.id,

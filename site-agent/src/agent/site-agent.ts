@@ -79,7 +79,12 @@ export const FATAL_HANDSHAKE_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /** Transfer kinds the coordinator sends down (job inputs). */
-export const DOWNLOAD_KINDS: readonly TransferKind[] = ['global-weights', 'segmenter', 'audit-pool'];
+export const DOWNLOAD_KINDS: readonly TransferKind[] = [
+  'global-weights',
+  'segmenter',
+  'audit-pool',
+  'synthetic-pool',
+];
 
 export class AgentFatalError extends Error {
   override readonly name = 'AgentFatalError';

@@ -433,7 +433,7 @@ for (const dialect of testDialects()) {
           role: 'synthetic-pool',
           sha256: pool.sha256,
           size: pool.size,
-          kind: 'audit-pool',
+          kind: 'synthetic-pool',
         });
       }
       assert.ok(study.modelSha256, 'the study has a model');
