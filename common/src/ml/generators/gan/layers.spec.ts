@@ -7,6 +7,8 @@ import { selectBackend } from '../../backend/index.js';
 import { ParamFactory, disposeVariables } from '../../layers/params.js';
 
 import {
+  BLACK_FLOOR_SHARPNESS,
+  blackFloor,
   createEqualizedConv2d,
   createEqualizedDense,
   downsampleAverage,
@@ -110,6 +112,31 @@ describe('GAN layers', () => {
       const map = tf.slice(wide, [1, 0, 0, 4], [1, 3, 3, 1]).dataSync();
       assert.ok(Array.from(map).every((v) => Math.abs(v - map[0]!) < 1e-6));
     });
+  });
+
+  it('black floor: −1 + softplus(k(x+1))/k by hand, reaches black below −1, ≈ identity above, gradient sigmoid', () => {
+    const k = BLACK_FLOOR_SHARPNESS;
+    const xs = [-3, -1.5, -1.3, -1, -0.7, 0, 0.6, 1];
+    const x = tf.tensor1d(xs);
+    const y = blackFloor(x, k);
+    const values = Array.from(y.dataSync());
+    xs.forEach((v, i) => {
+      const expected = -1 + Math.log1p(Math.exp(k * (v + 1))) / k;
+      assert.ok(Math.abs(values[i]! - expected) < 1e-5, `floor(${v}) = ${values[i]}, expected ${expected}`);
+    });
+    // Below −1.3 the output rounds to byte 0 (black): round((y + 1) · 127.5) = 0.
+    for (const i of [0, 1, 2]) assert.equal(Math.round((values[i]! + 1) * 127.5), 0, `x = ${xs[i]}`);
+    // Above −0.7 it is within 0.001 of x: the floor does not bend the intensities of the brain.
+    for (const i of [4, 5, 6, 7])
+      assert.ok(Math.abs(values[i]! - xs[i]!) < 1e-3, `x = ${xs[i]}: ${values[i]}`);
+    const gradient = tf.grad((t: tf.Tensor) => tf.sum(blackFloor(t, k)))(x);
+    const g = Array.from(gradient.dataSync());
+    xs.forEach((v, i) =>
+      assert.ok(Math.abs(g[i]! - 1 / (1 + Math.exp(-k * (v + 1)))) < 1e-5, `d floor/dx at ${v} = ${g[i]}`),
+    );
+    // Sharpness 0 (configs made before the floor existed): the very same tensor, no op.
+    assert.equal(blackFloor(x, 0), x);
+    tf.dispose([x, y, gradient]);
   });
 
   it('nearest upsampling and average downsampling', () => {

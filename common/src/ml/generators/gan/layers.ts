@@ -196,6 +196,21 @@ export function leakyReluGain<T extends tf.Tensor>(x: T, slope = 0.2, gain = LRE
   return (gain === 1 ? y : tf.mul(y, gain)) as T;
 }
 
+/**
+ * The generators' output floor at black: y = −1 + softplus(k·(x + 1)) / k. Skull-stripped slices are exactly
+ * black (−1) outside the brain in all five channels, and the annotation channel decodes to "no tumour" only
+ * within 0.2 of −1; a linear output has to hit that value from both sides, a floored one only has to go below it
+ * (where it stays, still differentiable). Above the floor y ≈ x (at x + 1 = 0.3 and k = 16: y + 1 = 0.30051).
+ * k ≤ 0: no floor (identity), which is what architecture configs without the setting get.
+ */
+export function blackFloor<T extends tf.Tensor>(x: T, sharpness: number): T {
+  if (!(sharpness > 0)) return x;
+  return tf.tidy(() => tf.sub(tf.div(tf.softplus(tf.mul(tf.add(x, 1), sharpness)), sharpness), 1)) as T;
+}
+
+/** The generators' default floor sharpness (profiles set it; see blackFloor). */
+export const BLACK_FLOOR_SHARPNESS = 16;
+
 /** Nearest-neighbour ×factor upsampling (ProGAN, the lower-level outputs of progressive growing). */
 export function upsampleNearest(x: tf.Tensor4D, factor = 2): tf.Tensor4D {
   if (factor === 1) return x;

@@ -17,7 +17,9 @@ import * as tf from '@tensorflow/tfjs';
 import { ParamFactory, ZEROS, disposeVariables } from '../../layers/index.js';
 import type { ModelArchitecture } from '../../model.js';
 import {
+  BLACK_FLOOR_SHARPNESS,
   GAN_CHANNELS,
+  blackFloor,
   createEqualizedConv2d,
   createEqualizedDense,
   downsampleAverage,
@@ -71,6 +73,8 @@ export type ProGanConfig = {
   mbstdGroupSize: number;
   /** Progressive growing schedule (does not change the variables, only training). */
   growth: GrowthSchedule;
+  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
+  blackFloorSharpness?: number;
 };
 
 export const PROGAN_PROFILES = {
@@ -86,6 +90,7 @@ export const PROGAN_PROFILES = {
     fmapDecay: 1,
     mbstdGroupSize: 4,
     growth: { kind: 'images', stabiliseImages: 800_000, fadeImages: 800_000 },
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** 64² on a CPU: 64 feature maps up to 16×16, 32 at 32², 16 at 64²; equal phases over the run. */
   cpu: {
@@ -96,6 +101,18 @@ export const PROGAN_PROFILES = {
     fmapDecay: 1,
     mbstdGroupSize: 4,
     growth: { kind: 'equal' },
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
+  },
+  /** 32² on a CPU (the cpu32 slice preset): the cpu widths without the 64² level (64 maps to 16², 32 at 32²). */
+  cpu32: {
+    resolution: 32,
+    latentDim: 128,
+    fmapBase: 512,
+    fmapMax: 64,
+    fmapDecay: 1,
+    mbstdGroupSize: 4,
+    growth: { kind: 'equal' },
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** Tests: 32², 16 feature maps at 4² and 8², then 8, 8 ... */
   tiny: {
@@ -106,6 +123,7 @@ export const PROGAN_PROFILES = {
     fmapDecay: 1,
     mbstdGroupSize: 4,
     growth: { kind: 'equal' },
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
 } as const satisfies Record<string, ProGanConfig>;
 
@@ -247,7 +265,7 @@ export function buildProGanGenerator(config: ProGanConfig, seed: number): ProGan
           images = tf.add(previous, tf.mul(tf.sub(images, previous), alpha));
         }
       }
-      return upsampleNearest(images, 2 ** (levels - 1 - level));
+      return blackFloor(upsampleNearest(images, 2 ** (levels - 1 - level)), config.blackFloorSharpness ?? 0);
     });
 
   const variables = params.variables;

@@ -323,6 +323,6 @@ describe('StyleGAN 1', () => {
     assert.equal(entry.loss, 'nonsaturating-r1');
     assert.equal(entry.options.styleMixingProbability, 0.9);
     assert.equal(entry.options.r1Gamma, 10);
-    assert.deepEqual(Object.keys(entry.profiles).sort(), ['cpu', 'paper', 'tiny']);
+    assert.deepEqual(Object.keys(entry.profiles).sort(), ['cpu', 'cpu32', 'paper', 'tiny']);
   });
 });

@@ -17,7 +17,9 @@ import * as tf from '@tensorflow/tfjs';
 import { ParamFactory, ZEROS, disposeVariables } from '../../layers/index.js';
 import type { ModelArchitecture } from '../../model.js';
 import {
+  BLACK_FLOOR_SHARPNESS,
   GAN_CHANNELS,
+  blackFloor,
   createEqualizedConv2d,
   createEqualizedDense,
   equalizedConv2d,
@@ -74,6 +76,8 @@ export type StyleGan1Config = {
   wAvgBeta: number;
   /** Discriminator's minibatch stddev group size (paper: 4). */
   mbstdGroupSize: number;
+  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
+  blackFloorSharpness?: number;
 };
 
 export const STYLEGAN1_PROFILES = {
@@ -92,6 +96,7 @@ export const STYLEGAN1_PROFILES = {
     noise: true,
     wAvgBeta: 0.995,
     mbstdGroupSize: 4,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** 64² on a CPU: the widths of ProGAN's cpu profile, a 4-layer 128-wide mapping network. */
   cpu: {
@@ -108,6 +113,24 @@ export const STYLEGAN1_PROFILES = {
     noise: true,
     wAvgBeta: 0.995,
     mbstdGroupSize: 4,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
+  },
+  /** 32² on a CPU (the cpu32 slice preset): the cpu profile without its 64² layers. */
+  cpu32: {
+    resolution: 32,
+    latentDim: 128,
+    wDim: 128,
+    mappingLayers: 4,
+    mappingFeatures: 128,
+    mappingLrMultiplier: 0.01,
+    fmapBase: 512,
+    fmapMax: 64,
+    fmapDecay: 1,
+    upsampling: 'bilinear',
+    noise: true,
+    wAvgBeta: 0.995,
+    mbstdGroupSize: 4,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** Tests: 32², 8 style layers. */
   tiny: {
@@ -124,6 +147,7 @@ export const STYLEGAN1_PROFILES = {
     noise: true,
     wAvgBeta: 0.995,
     mbstdGroupSize: 4,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
 } as const satisfies Record<string, StyleGan1Config>;
 
@@ -361,7 +385,7 @@ export function buildStyleGan1Generator(config: StyleGan1Config, seed: number): 
       x = adaIn(h, tf.add(scale, 1), bias);
       activations.push(x);
     }
-    return { images: equalizedConv2d(x!, toRgb), activations };
+    return { images: blackFloor(equalizedConv2d(x!, toRgb), config.blackFloorSharpness ?? 0), activations };
   };
 
   const synthesize = (ws: tf.Tensor3D, options: SynthesisOptions = {}): tf.Tensor4D =>

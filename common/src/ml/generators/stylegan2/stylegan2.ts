@@ -15,6 +15,7 @@ import {
   type MappingOptions,
   type SynthesisOptions,
 } from '../gan/types.js';
+import { BLACK_FLOOR_SHARPNESS, blackFloor } from '../gan/layers.js';
 import {
   createResidualDiscriminator,
   discriminate,
@@ -41,6 +42,8 @@ export type StyleGan2Config = {
   channelMax: number;
   mbstdGroupSize: number;
   mbstdChannels: number;
+  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
+  blackFloorSharpness?: number;
 };
 
 export const STYLEGAN2_PROFILES = {
@@ -57,6 +60,7 @@ export const STYLEGAN2_PROFILES = {
     channelMax: 512,
     mbstdGroupSize: 4,
     mbstdChannels: 1,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** 64² on a 2-core CPU: 64 maps at 4²–16², 32 at 32², 16 at 64² (as the ProGAN/StyleGAN1 cpu profiles). */
   cpu: {
@@ -71,6 +75,22 @@ export const STYLEGAN2_PROFILES = {
     channelMax: 64,
     mbstdGroupSize: 4,
     mbstdChannels: 1,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
+  },
+  /** 32² on a CPU (the cpu32 slice preset): the cpu profile without its 64² block. */
+  cpu32: {
+    resolution: 32,
+    imageChannels: GAN_CHANNELS,
+    zDim: 128,
+    wDim: 128,
+    mappingLayers: 4,
+    mappingLrMultiplier: 0.01,
+    wAvgBeta: 0.998,
+    channelBase: 1024,
+    channelMax: 64,
+    mbstdGroupSize: 4,
+    mbstdChannels: 1,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** Tests: 16² (32 maps at 4², 8²; 16 at 16²), 2 mapping layers. */
   tiny: {
@@ -85,8 +105,9 @@ export const STYLEGAN2_PROFILES = {
     channelMax: 32,
     mbstdGroupSize: 4,
     mbstdChannels: 1,
+    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
-} as const satisfies Record<'paper' | 'cpu' | 'tiny', StyleGan2Config>;
+} as const satisfies Record<'paper' | 'cpu' | 'cpu32' | 'tiny', StyleGan2Config>;
 
 /** Build-time choices that do not change the variables (so not part of the architecture config). */
 export interface StyleGan2BuildOptions {
@@ -94,7 +115,9 @@ export interface StyleGan2BuildOptions {
   modConvImpl?: ModConvImpl;
 }
 
-const CONFIG_KEYS = Object.keys(STYLEGAN2_PROFILES.tiny) as (keyof StyleGan2Config)[];
+const CONFIG_KEYS = (Object.keys(STYLEGAN2_PROFILES.tiny) as (keyof StyleGan2Config)[]).filter(
+  (key) => key !== 'blackFloorSharpness',
+);
 
 export function checkStyleGan2Config(config: Record<string, unknown>): StyleGan2Config {
   const missing = CONFIG_KEYS.filter((key) => typeof config[key] !== 'number');
@@ -151,11 +174,16 @@ export class StyleGan2Generator implements GeneratorModel {
     ws: tf.Tensor3D,
     options: SynthesisOptions & Pick<SynthesisRunOptions, 'onToRgb'> = {},
   ): tf.Tensor4D {
-    return synthesize(this.synthesis, ws, {
+    const images = synthesize(this.synthesis, ws, {
       noiseSeed: options.noiseSeed,
       modConvImpl: this.buildOptions.modConvImpl,
       onToRgb: options.onToRgb,
     });
+    const sharpness = (this.architecture.config as StyleGan2Config).blackFloorSharpness ?? 0;
+    if (!(sharpness > 0)) return images;
+    const floored = blackFloor(images, sharpness);
+    images.dispose();
+    return floored;
   }
 
   generate(z: tf.Tensor2D, options: GenerateOptions = {}): tf.Tensor4D {

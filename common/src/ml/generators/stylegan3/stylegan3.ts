@@ -14,6 +14,7 @@ import {
   type MappingOptions,
   type SynthesisOptions,
 } from '../gan/types.js';
+import { BLACK_FLOOR_SHARPNESS, blackFloor } from '../gan/layers.js';
 import { createMapping, mapLatents, type MappingNetwork } from '../stylegan2/mapping.js';
 import type { ModConvImpl } from '../stylegan2/modulated-conv.js';
 import { ResidualDiscriminatorModel, styleGan2DiscriminatorSpec } from '../stylegan2/stylegan2.js';
@@ -48,6 +49,8 @@ export type StyleGan3Config = {
   fourierSeed: number;
   mbstdGroupSize: number;
   mbstdChannels: number;
+  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
+  blackFloorSharpness?: number;
 };
 
 const CONFIG_T = {
@@ -66,6 +69,7 @@ const CONFIG_T = {
   fourierSeed: 0,
   mbstdGroupSize: 4,
   mbstdChannels: 1,
+  blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
 } as const;
 
 export const STYLEGAN3_PROFILES = {
@@ -96,6 +100,18 @@ export const STYLEGAN3_PROFILES = {
     numLayers: 8,
     magnitudeEmaBeta: 0.5 ** (8 / 20_000),
   },
+  /** 32² on a CPU (the cpu32 slice preset): 6 layers, G channels 32, D 32 maps; batch 8. */
+  cpu32: {
+    ...CONFIG_T,
+    resolution: 32,
+    zDim: 128,
+    wDim: 128,
+    mappingLayers: 2,
+    channelBase: 1024,
+    channelMax: 32,
+    numLayers: 6,
+    magnitudeEmaBeta: 0.5 ** (8 / 20_000),
+  },
   /** Tests: 16², 4 layers (two critically sampled), 16 maps. */
   tiny: {
     ...CONFIG_T,
@@ -108,9 +124,11 @@ export const STYLEGAN3_PROFILES = {
     numLayers: 4,
     magnitudeEmaBeta: 0.5 ** (4 / 20_000),
   },
-} as const satisfies Record<'paper' | 'cpu' | 'tiny', StyleGan3Config>;
+} as const satisfies Record<'paper' | 'cpu' | 'cpu32' | 'tiny', StyleGan3Config>;
 
-const CONFIG_KEYS = Object.keys(STYLEGAN3_PROFILES.tiny) as (keyof StyleGan3Config)[];
+const CONFIG_KEYS = (Object.keys(STYLEGAN3_PROFILES.tiny) as (keyof StyleGan3Config)[]).filter(
+  (key) => key !== 'blackFloorSharpness',
+);
 
 export function checkStyleGan3Config(config: Record<string, unknown>): StyleGan3Config {
   const missing = CONFIG_KEYS.filter((key) => typeof config[key] !== 'number');
@@ -174,7 +192,15 @@ export class StyleGan3Generator implements GeneratorModel {
 
   /** No noise inputs: noiseSeed is ignored. */
   synthesize(ws: tf.Tensor3D, options: SynthesisOptions = {}): tf.Tensor4D {
-    return synthesizeStyleGan3(this.synthesis, ws, { training: options.training, ...this.buildOptions });
+    const images = synthesizeStyleGan3(this.synthesis, ws, {
+      training: options.training,
+      ...this.buildOptions,
+    });
+    const sharpness = (this.architecture.config as StyleGan3Config).blackFloorSharpness ?? 0;
+    if (!(sharpness > 0)) return images;
+    const floored = blackFloor(images, sharpness);
+    images.dispose();
+    return floored;
   }
 
   generate(z: tf.Tensor2D, options: GenerateOptions = {}): tf.Tensor4D {
