@@ -19,10 +19,13 @@ export interface TrainingRunFlags {
   json?: boolean;
 }
 
-export interface TrainingRunSettings {
+/** Model sizes a training command may offer (cpu32: generators only). */
+export type TrainingProfile = 'paper' | 'cpu' | 'cpu32' | 'tiny';
+
+export interface TrainingRunSettings<P extends TrainingProfile = TrainingProfile> {
   data: string;
   out: string;
-  profile: 'paper' | 'cpu' | 'tiny';
+  profile: P;
   steps: number;
   batchSize: number;
   workers: number;
@@ -35,14 +38,18 @@ export interface TrainingRunSettings {
 
 export function addTrainingRunOptions(
   command: Command,
-  defaults: { steps: number; tinySize: string },
+  defaults: { steps: number; tinySize: string; cpu32?: boolean },
 ): Command {
   return command
     .requiredOption(
       '--data <path>',
       'slice store (.fss) or folder of BraTS cases (sliced with the matching preset)',
     )
-    .option('--profile <name>', `paper (256², GPU) | cpu (64²) | tiny (${defaults.tinySize}, tests)`, 'cpu')
+    .option(
+      '--profile <name>',
+      `paper (256², GPU) | cpu (64²) | ${defaults.cpu32 ? 'cpu32 (32², the cpu widths) | ' : ''}tiny (${defaults.tinySize}, tests)`,
+      'cpu',
+    )
     .option('--steps <n>', 'optimizer steps', String(defaults.steps))
     .option('--batch <n>', 'global batch size (split over the workers)', '8')
     .option(
@@ -60,14 +67,17 @@ export function addTrainingRunOptions(
     .option('--backend <name>', 'auto | tensorflow-gpu | tensorflow | wasm | cpu');
 }
 
-export function parseTrainingRunOptions(flags: TrainingRunFlags): TrainingRunSettings {
-  if (!['paper', 'cpu', 'tiny'].includes(flags.profile)) {
-    throw new UsageError(`--profile must be paper, cpu or tiny, got "${flags.profile}"`);
+export function parseTrainingRunOptions<P extends TrainingProfile>(
+  flags: TrainingRunFlags,
+  profiles: readonly P[],
+): TrainingRunSettings<P> {
+  if (!(profiles as readonly string[]).includes(flags.profile)) {
+    throw new UsageError(`--profile must be one of ${profiles.join(', ')}, got "${flags.profile}"`);
   }
   return {
     data: flags.data,
     out: flags.out,
-    profile: flags.profile as TrainingRunSettings['profile'],
+    profile: flags.profile as P,
     steps: parseInteger('--steps', flags.steps, 1),
     batchSize: parseInteger('--batch', flags.batch, 1),
     workers: parseInteger('--workers', flags.workers, 1),

@@ -9,7 +9,11 @@ import { SliceStoreReader, SliceStoreWriter } from '../../slices/slice-store.js'
 import { createRng } from '../../util/rng.js';
 import { ddpmArchitecture, type DdpmProfile } from '../generators/ddpm/index.js';
 import type { ModelArchitecture } from '../model.js';
-import { segmenterArchitecture, type SegmenterName } from '../segmentation/segmenters.js';
+import {
+  segmenterArchitecture,
+  type SegmenterName,
+  type SegmenterProfile,
+} from '../segmentation/segmenters.js';
 import { decodeWeights, encodeWeights, WeightsMismatchError } from '../weights/index.js';
 import {
   GENERATOR_WEIGHTS_FILE,
@@ -21,7 +25,7 @@ import { writeAtomic } from './job-files.js';
 
 export type StudyModelSpec =
   | { task: 'generator'; model: GeneratorName; profile: GeneratorProfile }
-  | { task: 'segmenter'; model: SegmenterName; profile: GeneratorProfile };
+  | { task: 'segmenter'; model: SegmenterName; profile: SegmenterProfile };
 
 /** The network a model spec describes (GANs: the generator's architecture record, whose config has the resolution). */
 export async function studyModelArchitecture(spec: StudyModelSpec): Promise<ModelArchitecture> {

@@ -83,7 +83,7 @@ export function registerGeneratorCommands(program: Command): void {
       .description(
         'train a generator (progan, stylegan1/2/3, ddpm) on slices in worker threads (progress, checkpoints, resume)',
       ),
-    { steps: 2000, tinySize: '16² or 32²' },
+    { steps: 2000, tinySize: '16² or 32²', cpu32: true },
   )
     .requiredOption('--model <name>', GENERATOR_NAMES.join(' | '))
     .requiredOption(
@@ -94,7 +94,7 @@ export function registerGeneratorCommands(program: Command): void {
     .action(async (opts: TrainGenOptions) => {
       if (!isGeneratorName(opts.model))
         throw new UsageError(`--model must be one of ${GENERATOR_NAMES.join(', ')}, got "${opts.model}"`);
-      const settings = parseTrainingRunOptions(opts);
+      const settings = parseTrainingRunOptions(opts, ['paper', 'cpu', 'cpu32', 'tiny'] as const);
       const progress = new StderrProgress('train-gen', 'steps');
       const { card, dir } = await stopOnSignal('train-gen', (signal) =>
         trainGenerator({

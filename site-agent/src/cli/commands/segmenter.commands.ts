@@ -61,7 +61,7 @@ export function registerSegmenterCommands(program: Command): void {
     .action(async (opts: TrainOptions) => {
       if (opts.model !== 'unet' && opts.model !== 'swin')
         throw new UsageError(`--model must be unet or swin, got "${opts.model}"`);
-      const settings = parseTrainingRunOptions(opts);
+      const settings = parseTrainingRunOptions(opts, ['paper', 'cpu', 'tiny'] as const);
       const progress = new StderrProgress('train-seg', 'steps');
       const { card, dir } = await stopOnSignal('train-seg', (signal) =>
         trainSegmenter({
