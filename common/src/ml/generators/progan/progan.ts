@@ -77,6 +77,18 @@ export type ProGanConfig = {
   blackFloorSharpness?: number;
 };
 
+/** The cpu profile's settings, shared by cpu (64²) and cpu32 (32²). */
+const CPU_PROFILE = {
+  resolution: 64,
+  latentDim: 128,
+  fmapBase: 512,
+  fmapMax: 64,
+  fmapDecay: 1,
+  mbstdGroupSize: 4,
+  growth: { kind: 'equal' },
+  blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
+} as const satisfies ProGanConfig;
+
 export const PROGAN_PROFILES = {
   /**
    * The paper's network at the study's 256²: 512 feature maps up to 32×32, then halved per level (256 at 64², 128
@@ -93,27 +105,9 @@ export const PROGAN_PROFILES = {
     blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** 64² on a CPU: 64 feature maps up to 16×16, 32 at 32², 16 at 64²; equal phases over the run. */
-  cpu: {
-    resolution: 64,
-    latentDim: 128,
-    fmapBase: 512,
-    fmapMax: 64,
-    fmapDecay: 1,
-    mbstdGroupSize: 4,
-    growth: { kind: 'equal' },
-    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
-  },
+  cpu: CPU_PROFILE,
   /** 32² on a CPU (the cpu32 slice preset): the cpu widths without the 64² level (64 maps to 16², 32 at 32²). */
-  cpu32: {
-    resolution: 32,
-    latentDim: 128,
-    fmapBase: 512,
-    fmapMax: 64,
-    fmapDecay: 1,
-    mbstdGroupSize: 4,
-    growth: { kind: 'equal' },
-    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
-  },
+  cpu32: { ...CPU_PROFILE, resolution: 32 },
   /** Tests: 32², 16 feature maps at 4² and 8², then 8, 8 ... */
   tiny: {
     resolution: 32,

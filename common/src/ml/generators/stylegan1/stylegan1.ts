@@ -80,6 +80,24 @@ export type StyleGan1Config = {
   blackFloorSharpness?: number;
 };
 
+/** The cpu profile's settings, shared by cpu (64²) and cpu32 (32²). */
+const CPU_PROFILE = {
+  resolution: 64,
+  latentDim: 128,
+  wDim: 128,
+  mappingLayers: 4,
+  mappingFeatures: 128,
+  mappingLrMultiplier: 0.01,
+  fmapBase: 512,
+  fmapMax: 64,
+  fmapDecay: 1,
+  upsampling: 'bilinear',
+  noise: true,
+  wAvgBeta: 0.995,
+  mbstdGroupSize: 4,
+  blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
+} as const satisfies StyleGan1Config;
+
 export const STYLEGAN1_PROFILES = {
   /** The paper's networks (official defaults) at the study's 256²: 14 style layers, 512 maps halved above 32². */
   paper: {
@@ -99,39 +117,9 @@ export const STYLEGAN1_PROFILES = {
     blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** 64² on a CPU: the widths of ProGAN's cpu profile, a 4-layer 128-wide mapping network. */
-  cpu: {
-    resolution: 64,
-    latentDim: 128,
-    wDim: 128,
-    mappingLayers: 4,
-    mappingFeatures: 128,
-    mappingLrMultiplier: 0.01,
-    fmapBase: 512,
-    fmapMax: 64,
-    fmapDecay: 1,
-    upsampling: 'bilinear',
-    noise: true,
-    wAvgBeta: 0.995,
-    mbstdGroupSize: 4,
-    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
-  },
+  cpu: CPU_PROFILE,
   /** 32² on a CPU (the cpu32 slice preset): the cpu profile without its 64² layers. */
-  cpu32: {
-    resolution: 32,
-    latentDim: 128,
-    wDim: 128,
-    mappingLayers: 4,
-    mappingFeatures: 128,
-    mappingLrMultiplier: 0.01,
-    fmapBase: 512,
-    fmapMax: 64,
-    fmapDecay: 1,
-    upsampling: 'bilinear',
-    noise: true,
-    wAvgBeta: 0.995,
-    mbstdGroupSize: 4,
-    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
-  },
+  cpu32: { ...CPU_PROFILE, resolution: 32 },
   /** Tests: 32², 8 style layers. */
   tiny: {
     resolution: 32,

@@ -2,7 +2,7 @@
 // large-network variants: mapping network (8 layers, lr ×0.01, tracked w̄), skip generator with modulated and
 // demodulated convolutions and noise inputs, residual discriminator with minibatch stddev. Trained with the
 // non-saturating loss, lazy R1 (every 16 steps) and lazy path-length regularisation (every 4), style mixing 0.9.
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 
 import { ParamFactory, disposeVariables } from '../../layers/index.js';
 import type { ModelArchitecture } from '../../model.js';
@@ -46,6 +46,22 @@ export type StyleGan2Config = {
   blackFloorSharpness?: number;
 };
 
+/** The cpu profile's settings, shared by cpu (64²) and cpu32 (32²). */
+const CPU_PROFILE = {
+  resolution: 64,
+  imageChannels: GAN_CHANNELS,
+  zDim: 128,
+  wDim: 128,
+  mappingLayers: 4,
+  mappingLrMultiplier: 0.01,
+  wAvgBeta: 0.998,
+  channelBase: 1024,
+  channelMax: 64,
+  mbstdGroupSize: 4,
+  mbstdChannels: 1,
+  blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
+} as const satisfies StyleGan2Config;
+
 export const STYLEGAN2_PROFILES = {
   /** The study: 256², the official defaults (cbase 32768, cmax 512: 512 maps up to 64², 256 at 128², 128 at 256²). */
   paper: {
@@ -63,35 +79,9 @@ export const STYLEGAN2_PROFILES = {
     blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
   },
   /** 64² on a 2-core CPU: 64 maps at 4²–16², 32 at 32², 16 at 64² (as the ProGAN/StyleGAN1 cpu profiles). */
-  cpu: {
-    resolution: 64,
-    imageChannels: GAN_CHANNELS,
-    zDim: 128,
-    wDim: 128,
-    mappingLayers: 4,
-    mappingLrMultiplier: 0.01,
-    wAvgBeta: 0.998,
-    channelBase: 1024,
-    channelMax: 64,
-    mbstdGroupSize: 4,
-    mbstdChannels: 1,
-    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
-  },
+  cpu: CPU_PROFILE,
   /** 32² on a CPU (the cpu32 slice preset): the cpu profile without its 64² block. */
-  cpu32: {
-    resolution: 32,
-    imageChannels: GAN_CHANNELS,
-    zDim: 128,
-    wDim: 128,
-    mappingLayers: 4,
-    mappingLrMultiplier: 0.01,
-    wAvgBeta: 0.998,
-    channelBase: 1024,
-    channelMax: 64,
-    mbstdGroupSize: 4,
-    mbstdChannels: 1,
-    blackFloorSharpness: BLACK_FLOOR_SHARPNESS,
-  },
+  cpu32: { ...CPU_PROFILE, resolution: 32 },
   /** Tests: 16² (32 maps at 4², 8²; 16 at 16²), 2 mapping layers. */
   tiny: {
     resolution: 16,
@@ -174,16 +164,17 @@ export class StyleGan2Generator implements GeneratorModel {
     ws: tf.Tensor3D,
     options: SynthesisOptions & Pick<SynthesisRunOptions, 'onToRgb'> = {},
   ): tf.Tensor4D {
-    const images = synthesize(this.synthesis, ws, {
-      noiseSeed: options.noiseSeed,
-      modConvImpl: this.buildOptions.modConvImpl,
-      onToRgb: options.onToRgb,
-    });
     const sharpness = (this.architecture.config as StyleGan2Config).blackFloorSharpness ?? 0;
-    if (!(sharpness > 0)) return images;
-    const floored = blackFloor(images, sharpness);
-    images.dispose();
-    return floored;
+    return tf.tidy(() =>
+      blackFloor(
+        synthesize(this.synthesis, ws, {
+          noiseSeed: options.noiseSeed,
+          modConvImpl: this.buildOptions.modConvImpl,
+          onToRgb: options.onToRgb,
+        }),
+        sharpness,
+      ),
+    );
   }
 
   generate(z: tf.Tensor2D, options: GenerateOptions = {}): tf.Tensor4D {

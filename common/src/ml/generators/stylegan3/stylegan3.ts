@@ -2,7 +2,7 @@
 // mapping network (2 layers), Fourier-feature input, modulated convs with filtered leaky ReLUs following the
 // paper's cutoff/stopband schedule, no noise inputs, toRGB at the end; StyleGAN2's residual discriminator.
 // Trained with the non-saturating loss and lazy R1 (no path-length regularisation, no style mixing).
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 
 import { ParamFactory, disposeVariables } from '../../layers/index.js';
 import type { ModelArchitecture } from '../../model.js';
@@ -192,15 +192,13 @@ export class StyleGan3Generator implements GeneratorModel {
 
   /** No noise inputs: noiseSeed is ignored. */
   synthesize(ws: tf.Tensor3D, options: SynthesisOptions = {}): tf.Tensor4D {
-    const images = synthesizeStyleGan3(this.synthesis, ws, {
-      training: options.training,
-      ...this.buildOptions,
-    });
     const sharpness = (this.architecture.config as StyleGan3Config).blackFloorSharpness ?? 0;
-    if (!(sharpness > 0)) return images;
-    const floored = blackFloor(images, sharpness);
-    images.dispose();
-    return floored;
+    return tf.tidy(() =>
+      blackFloor(
+        synthesizeStyleGan3(this.synthesis, ws, { training: options.training, ...this.buildOptions }),
+        sharpness,
+      ),
+    );
   }
 
   generate(z: tf.Tensor2D, options: GenerateOptions = {}): tf.Tensor4D {
