@@ -13,13 +13,15 @@ import {
   ddimStep,
   ddimTimesteps,
   ddpmArchitecture,
+  diffusionLoss,
   normals,
+  predictX0,
   sampleDdpm,
   toSliceBytes,
   type DdpmModel,
   type EpsilonPredictor,
 } from './ddpm.js';
-import { tinyModel, useWasm } from './ddpm-spec-helpers.js';
+import { randomImages, tinyModel, useWasm } from './ddpm-spec-helpers.js';
 import { createNoiseSchedule } from './schedule.js';
 
 const SHAPE: [number, number, number, number] = [2, 3, 4, 5];
@@ -191,6 +193,82 @@ describe('sampler steps (closed forms, stand-in ε-predictor)', () => {
       annotationBytes.map((_, p) => bytes[p * 5 + 4]),
       [0, 0, 51, 51, 102, 102, 204, 204, 0, 204],
     );
+  });
+});
+
+describe('v-prediction (Salimans & Ho 2022)', () => {
+  before(useWasm);
+  const t = [700, 40];
+
+  it('turns the network’s v̂ into ε̂ = √(1−ᾱ) x + √ᾱ v̂, so x̂_0 = √ᾱ x − √(1−ᾱ) v̂', () => {
+    const model = tinyModel(5, { prediction: 'v', timesteps: 1000 });
+    after(() => model.dispose());
+    const input = randomImages('v-model', 2, 16, 5);
+    after(() => input.dispose());
+    const x = input.dataSync();
+    const perImage = x.length / 2;
+    const { epsilon, v, x0 } = tf.tidy(() => {
+      const eps = model.predictEpsilon(input, t);
+      return {
+        epsilon: eps.dataSync(),
+        v: model.unet.forward(input, t).dataSync(),
+        x0: predictX0(model.schedule, input, t, eps, false).dataSync(),
+      };
+    });
+    assert.ok(
+      v.some((value) => Math.abs(value) > 0.01),
+      'the perturbed network outputs something',
+    );
+    const ab = (i: number) => model.schedule.alphasCumprod[t[Math.floor(i / perImage)]!]!;
+    assertClose(
+      epsilon,
+      Array.from(x, (xi, i) => Math.sqrt(1 - ab(i)) * xi + Math.sqrt(ab(i)) * v[i]!),
+    );
+    assertClose(
+      x0,
+      Array.from(x, (xi, i) => Math.sqrt(ab(i)) * xi - Math.sqrt(1 - ab(i)) * v[i]!),
+      1e-4,
+    );
+  });
+
+  it('trains the network on v = √ᾱ ε − √(1−ᾱ) x_0 (ε for an ε-network)', () => {
+    const schedule = createNoiseSchedule('linear', 1000);
+    const { x: x0, epsilon: noise, z: output } = fixtures('v-loss');
+    const network: EpsilonPredictor = () => tf.tensor4d(output, SHAPE);
+    const [vLoss, epsilonLoss] = tf.tidy(() =>
+      (['v', 'epsilon'] as const).map(
+        (prediction) =>
+          diffusionLoss(
+            network,
+            schedule,
+            tf.tensor4d(x0, SHAPE),
+            t,
+            tf.tensor4d(noise, SHAPE),
+            prediction,
+          ).dataSync()[0]!,
+      ),
+    );
+    const mean = (f: (i: number) => number) => Array.from(x0, (_, i) => f(i)).reduce((a, b) => a + b) / SIZE;
+    const ab = (i: number) => schedule.alphasCumprod[t[Math.floor(i / PER_IMAGE)]!]!;
+    const vTarget = (i: number) => Math.sqrt(ab(i)) * noise[i]! - Math.sqrt(1 - ab(i)) * x0[i]!;
+    assert.ok(Math.abs(vLoss! - mean((i) => (vTarget(i) - output[i]!) ** 2)) < 1e-4, `v loss ${vLoss}`);
+    assert.ok(
+      Math.abs(epsilonLoss! - mean((i) => (noise[i]! - output[i]!) ** 2)) < 1e-4,
+      `ε loss ${epsilonLoss}`,
+    );
+  });
+
+  it('is the CPU profiles’ choice; the paper’s and ε-configs leave the architecture record as it was', () => {
+    assert.equal(ddpmArchitecture('cpu').config.prediction, 'v');
+    assert.equal(ddpmArchitecture('cpu32').config.prediction, 'v');
+    assert.equal(ddpmArchitecture('paper').config.prediction, 'epsilon');
+    const epsilonModel = tinyModel(2);
+    const vModel = tinyModel(2, { prediction: 'v' });
+    after(() => [epsilonModel, vModel].forEach((m) => m.dispose()));
+    assert.equal('prediction' in epsilonModel.architecture.config, false);
+    assert.equal(vModel.architecture.config.prediction, 'v');
+    assert.equal(buildDdpmFromArchitecture(vModel.architecture).config.prediction, 'v');
+    assert.throws(() => tinyModel(2, { prediction: 'x0' as 'v' }), /unknown prediction 'x0' \(epsilon, v\)/);
   });
 });
 

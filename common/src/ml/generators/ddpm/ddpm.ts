@@ -31,11 +31,21 @@ import {
 /** The architecture name under which weights blobs of this model are stored and rebuilt. */
 export const DDPM_ARCHITECTURE_NAME = 'ddpm';
 
+/**
+ * What the network outputs: 'epsilon' the noise ε (Ho et al., the paper), or 'v' = √ᾱ_t ε − √(1−ᾱ_t) x_0
+ * (Salimans & Ho 2022). x̂_0 from ε̂ divides the network's error by √ᾱ_t (≈ 0.006 at T = 1000), so an ε-model
+ * must learn its near-identity map at high t very precisely before samples lose their white noise; x̂_0 from v̂
+ * multiplies it by √(1−ᾱ_t) ≤ 1, which is what a 15-minute CPU run needs.
+ */
+export type DdpmPrediction = 'epsilon' | 'v';
+
 /** The denoiser's hyper-parameters plus the diffusion process (sampling needs both). */
 export interface DdpmConfig extends DiffusionUNetConfig {
   /** T, diffusion steps (the paper: 4000). */
   timesteps: number;
   schedule: NoiseScheduleKind;
+  /** The network's target (absent: 'epsilon', as every config made before v-prediction). */
+  prediction?: DdpmPrediction;
 }
 
 export type DdpmProfile = DiffusionUNetProfile;
@@ -43,12 +53,26 @@ export type DdpmProfile = DiffusionUNetProfile;
 /** T per profile: the paper's 4000; Ho et al.'s 1000 for CPU runs; 50 for tests (full ancestral runs). */
 const TIMESTEPS: Record<DdpmProfile, number> = { paper: 4000, cpu: 1000, cpu32: 1000, tiny: 50 };
 
+/** The paper's ε for its profile and the tests'; v for the CPU profiles (see DdpmPrediction). */
+const PREDICTION: Record<DdpmProfile, DdpmPrediction> = {
+  paper: 'epsilon',
+  cpu: 'v',
+  cpu32: 'v',
+  tiny: 'epsilon',
+};
+
 export function ddpmConfig(profile: DdpmProfile, overrides: Partial<DdpmConfig> = {}): DdpmConfig {
   if (!Object.hasOwn(DIFFUSION_UNET_PROFILES, profile)) {
     throw new Error(`unknown ddpm profile '${profile}' (${Object.keys(DIFFUSION_UNET_PROFILES).join(', ')})`);
   }
   const unet = structuredClone(DIFFUSION_UNET_PROFILES[profile]) as unknown as DiffusionUNetConfig;
-  return { ...unet, timesteps: TIMESTEPS[profile], schedule: 'linear', ...structuredClone(overrides) };
+  return {
+    ...unet,
+    timesteps: TIMESTEPS[profile],
+    schedule: 'linear',
+    prediction: PREDICTION[profile],
+    ...structuredClone(overrides),
+  };
 }
 
 /** The architecture record of a profile (what a weights blob carries and buildDdpmFromArchitecture reads). */
@@ -69,23 +93,51 @@ export interface DdpmModel extends TrainableModel {
   readonly config: DdpmConfig;
   readonly schedule: NoiseSchedule;
   readonly unet: DiffusionUNet;
-  /** ε̂ for x_t [N, H, W, C] at per-image timesteps. Call inside tf.tidy. */
+  /** ε̂ for x_t [N, H, W, C] at per-image timesteps, whatever the network predicts. Call inside tf.tidy. */
   readonly predictEpsilon: EpsilonPredictor;
+}
+
+const PREDICTIONS: readonly DdpmPrediction[] = ['epsilon', 'v'];
+
+/** ε = √(1−ᾱ_t) x_t + √ᾱ_t v (from x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε and v's definition). Call inside tf.tidy. */
+export function epsilonFromV(
+  schedule: NoiseSchedule,
+  x: tf.Tensor4D,
+  t: ArrayLike<number>,
+  v: tf.Tensor4D,
+): tf.Tensor4D {
+  return tf.add(
+    tf.mul(x, perSample(schedule.sqrtOneMinusAlphasCumprod, t)),
+    tf.mul(v, perSample(schedule.sqrtAlphasCumprod, t)),
+  );
 }
 
 export function buildDdpm(config: DdpmConfig, seed: number): DdpmModel {
   validateDiffusionUNetConfig(config);
+  const prediction = config.prediction ?? 'epsilon';
+  if (!PREDICTIONS.includes(prediction)) {
+    throw new Error(`ddpm: unknown prediction '${String(prediction)}' (${PREDICTIONS.join(', ')})`);
+  }
   const schedule = createNoiseSchedule(config.schedule, config.timesteps);
-  const { timesteps: _t, schedule: _s, ...unetConfig } = config;
+  const { timesteps: _t, schedule: _s, prediction: _p, ...unetConfig } = config;
   const unet = buildDiffusionUNet(unetConfig, seed);
-  const frozen: DdpmConfig = { ...unet.config, timesteps: config.timesteps, schedule: config.schedule };
+  const frozen: DdpmConfig = {
+    ...unet.config,
+    timesteps: config.timesteps,
+    schedule: config.schedule,
+    // Recorded only when not the default, so ε-configs keep the architecture key they always had.
+    ...(prediction === 'epsilon' ? {} : { prediction }),
+  };
   return {
     architecture: { name: DDPM_ARCHITECTURE_NAME, config: frozen as unknown as Record<string, unknown> },
     variables: unet.variables,
     config: frozen,
     schedule,
     unet,
-    predictEpsilon: (x, t) => unet.forward(x, t),
+    predictEpsilon:
+      prediction === 'v'
+        ? (x, t) => epsilonFromV(schedule, x, t, unet.forward(x, t))
+        : (x, t) => unet.forward(x, t),
     dispose: () => unet.dispose(),
   };
 }
@@ -120,18 +172,27 @@ export function buildDdpmFromArchitecture(architecture: ModelArchitecture, seed 
 // Training
 
 /**
- * The simple loss of Ho et al.: mean over every element of (ε − ε_θ(q_sample(x_0, t, ε), t))². Call inside
- * tf.tidy (or tf.variableGrads).
+ * The simple loss of Ho et al.: mean over every element of (target − net(q_sample(x_0, t, ε), t))², the target
+ * ε, or v = √ᾱ_t ε − √(1−ᾱ_t) x_0 for a v-network. `network` is the raw network (what it outputs is what
+ * `prediction` says). Call inside tf.tidy (or tf.variableGrads).
  */
 export function diffusionLoss(
-  predict: EpsilonPredictor,
+  network: EpsilonPredictor,
   schedule: NoiseSchedule,
   x0: tf.Tensor4D,
   timesteps: ArrayLike<number>,
   noise: tf.Tensor4D,
+  prediction: DdpmPrediction = 'epsilon',
 ): tf.Scalar {
   const xt = qSample(schedule, x0, timesteps, noise);
-  return tf.mean(tf.squaredDifference(noise, predict(xt, timesteps)));
+  const target =
+    prediction === 'v'
+      ? tf.sub(
+          tf.mul(noise, perSample(schedule.sqrtAlphasCumprod, timesteps)),
+          tf.mul(x0, perSample(schedule.sqrtOneMinusAlphasCumprod, timesteps)),
+        )
+      : noise;
+  return tf.mean(tf.squaredDifference(target, network(xt, timesteps)));
 }
 
 /**
@@ -145,7 +206,15 @@ export function ddpmLossAndGrads(
   noise: tf.Tensor4D,
 ): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
   const { value, grads } = tf.variableGrads(
-    () => diffusionLoss(model.predictEpsilon, model.schedule, x0, timesteps, noise),
+    () =>
+      diffusionLoss(
+        (x, t) => model.unet.forward(x, t),
+        model.schedule,
+        x0,
+        timesteps,
+        noise,
+        model.config.prediction,
+      ),
     Object.values(model.variables),
   );
   const byName: Record<string, tf.Tensor> = {};
