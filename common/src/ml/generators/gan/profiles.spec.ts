@@ -6,6 +6,7 @@ import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 
 import { selectBackend } from '../../backend/index.js';
+import { growthAt, growthLevels } from '../progan/growth.js';
 import '../progan/index.js';
 import '../stylegan1/index.js';
 import '../stylegan2/index.js';
@@ -45,6 +46,23 @@ describe('GAN CPU profiles and the output floor', () => {
       assert.ok(min >= -1, `${name} cpu32: output minimum ${min} must not go below −1 (the floor)`);
     });
   }
+
+  it('progan cpu32 grows by images (200 steps of 8 per phase), then trains at 32² until the run ends', () => {
+    const config = ganConfig('progan', { profile: 'cpu32' });
+    const levels = growthLevels(config.resolution as number);
+    const at = (imagesSeen: number) =>
+      growthAt(config.growth as Parameters<typeof growthAt>[0], levels, {
+        step: imagesSeen / 8,
+        totalSteps: 100_000,
+        imagesSeen,
+      });
+    assert.deepEqual(at(1_000), { level: 0, alpha: 1 });
+    assert.deepEqual(at(5 * 1_600 + 800), { level: 3, alpha: 0.5 });
+    assert.deepEqual(at(7 * 1_600), { level: 3, alpha: 1 });
+    assert.deepEqual(at(800_000), { level: 3, alpha: 1 });
+    // the 64² cpu profile keeps equal phases over the run
+    assert.deepEqual(ganConfig('progan', { profile: 'cpu' }).growth, { kind: 'equal' });
+  });
 
   it('a config without the setting (made before the floor) builds and keeps its linear output', () => {
     // StyleGAN 2's tiny config with a large output scale: without the floor the output goes below −1, with it not.
