@@ -46,6 +46,17 @@ export const GAN_MODULES: Record<Exclude<GeneratorName, 'ddpm'>, string> = {
   stylegan3: new URL('../generators/stylegan3/index.js', import.meta.url).href,
 };
 
+/**
+ * Recipe changes for the 32² CPU profile, each measured in 15-minute runs on phantom slices (README, "Generators");
+ * the paper's γ 8–10 suits 256² at batch 32, and at 32² with batch 8 it held the generators back.
+ */
+export const CPU32_GAN_RECIPES: Partial<
+  Record<Exclude<GeneratorName, 'ddpm'>, Pick<GanTaskConfig, 'r1Gamma' | 'lazyRegInterval'>>
+> = {
+  // γ 1: T2/FLAIR histogram intersections 0.55/0.66 (γ 8, 684 steps) → 0.65/0.70 and 0.65/0.69 (two runs, ~700 steps)
+  stylegan3: { r1Gamma: 1 },
+};
+
 export function isGeneratorName(value: string): value is GeneratorName {
   return (GENERATOR_NAMES as readonly string[]).includes(value);
 }
@@ -103,6 +114,9 @@ export async function trainGenerator(
             store,
             subjects: 'labelled',
             mirror: true,
+            ...(options.profile === 'cpu32'
+              ? CPU32_GAN_RECIPES[options.model as Exclude<GeneratorName, 'ddpm'>]
+              : {}),
           } satisfies GanTaskConfig,
           taskModules: [GAN_TASK_MODULE, GAN_MODULES[options.model as Exclude<GeneratorName, 'ddpm'>]],
         },
