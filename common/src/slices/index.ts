@@ -4,3 +4,4 @@ export * from './slicer.js';
 export * from './slice-store.js';
 export * from './slice-pipeline.js';
 export * from './slice-nifti-export.js';
+export * from './shared-brain-mask.js';

@@ -127,6 +127,44 @@ describe('train-gen and sample', () => {
       for (let i = 4; i < samples.length; i += 5) {
         assert.ok([0, 51, 102, 204].includes(samples[i]!), `annotation byte ${samples[i]}`);
       }
+      // One brain mask for all sequences: a pixel black in any sequence is black in every channel; --raw keeps the
+      // generator's output, which differs from the default only at pixels the mask blacked out.
+      const raw = await fedsynth(
+        'sample',
+        '--model',
+        out,
+        '--n',
+        '4',
+        '--out',
+        path.join(tmp, `${model}-raw.fss`),
+        '--seed',
+        '3',
+        '--ddim-steps',
+        '5',
+        '--raw',
+        '--json',
+      );
+      assert.equal(raw.code, 0, raw.stderr);
+      assert.equal(JSON.parse(raw.stdout).maskedPixels, 0);
+      const rawStore = await SliceStoreReader.open(path.join(tmp, `${model}-raw.fss`));
+      const rawSamples = await rawStore.readRange(0, 4);
+      await rawStore.close();
+      let masked = 0;
+      for (let p = 0; p < samples.length; p += 5) {
+        const pixel = [...samples.subarray(p, p + 5)];
+        if (Math.min(...pixel.slice(0, 4)) === 0) {
+          assert.deepEqual(pixel, [0, 0, 0, 0, 0], `pixel ${p / 5} is black in one sequence only`);
+        }
+        if (pixel.some((b, c) => b !== rawSamples[p + c])) {
+          assert.deepEqual(pixel, [0, 0, 0, 0, 0], `pixel ${p / 5} changed but not to background`);
+          masked++;
+        }
+      }
+      assert.equal(
+        masked,
+        JSON.parse(compared.stdout).maskedPixels,
+        'maskedPixels counts the changed pixels',
+      );
     });
   }
 

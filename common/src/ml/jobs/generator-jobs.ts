@@ -5,6 +5,7 @@ import path from 'node:path';
 import { renderSliceGrid } from '../../imaging/slice-grid.js';
 import { ANNOTATION_OF_CANONICAL, SLICE_CHANNELS, type SlicePresetName } from '../../slices/presets.js';
 import { exportSliceStoreNifti } from '../../slices/slice-nifti-export.js';
+import { applySharedBrainMask } from '../../slices/shared-brain-mask.js';
 import { SliceStoreReader, SliceStoreWriter } from '../../slices/slice-store.js';
 import { selectBackend, type BackendPreference } from '../backend/index.js';
 import { frechetDistanceOfSets, loadFeatureNetwork } from '../evaluation/frechet-features.js';
@@ -143,6 +144,11 @@ export interface SampleOptions {
   truncationPsi?: number;
   /** diffusion: DDIM steps (default 50); 0 = the full ancestral sampler */
   ddimSteps?: number;
+  /**
+   * Keep the generator's output as it is: no shared brain mask (applySharedBrainMask: a pixel black in any sequence
+   * becomes background in all channels, as in every real skull-stripped slice). Default false.
+   */
+  raw?: boolean;
   nifti?: string;
   /** PNG grid of the first samples beside the store (default: out with .png) */
   grid?: string | false;
@@ -163,6 +169,8 @@ export interface SampleResult {
   seconds: number;
   nifti?: string;
   grid?: string;
+  /** pixels the shared brain mask turned into background (0 with `raw`) */
+  maskedPixels: number;
   /** samples per canonical label present (a slice counts once per label it shows) */
   labelPresence: { NCR: number; ED: number; ET: number };
   /** with compareTo: intensity histograms, label areas and diversity against the real slices, and a verdict */
@@ -208,6 +216,7 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
       generator.dispose();
     }
   }
+  const maskedPixels = options.raw ? 0 : applySharedBrainMask(bytes);
   const out = path.resolve(options.out);
   await mkdir(path.dirname(out), { recursive: true });
   const preset: SlicePresetName = presetForInputSize(size);
@@ -278,6 +287,7 @@ export async function sampleFromGenerator(options: SampleOptions): Promise<Sampl
     seconds: (Date.now() - started) / 1000,
     nifti,
     grid,
+    maskedPixels,
     labelPresence,
     quality,
   };

@@ -29,6 +29,7 @@ interface SampleOptions {
   seed: string;
   truncation: string;
   ddimSteps: string;
+  raw?: boolean;
   compareTo?: string;
   features?: string;
   backend?: string;
@@ -136,6 +137,10 @@ export function registerGeneratorCommands(program: Command): void {
     .option('--truncation <psi>', 'GANs: truncation ψ (1 = none)', '1')
     .option('--ddim-steps <n>', 'diffusion: DDIM steps (0 = full ancestral sampler)', '50')
     .option(
+      '--raw',
+      'keep the output as generated: no shared brain mask (by default a pixel black in any sequence is background)',
+    )
+    .option(
       '--compare-to <store>',
       'real slices (.fss) to compare with: histograms, label areas, diversity, verdict',
     )
@@ -159,6 +164,7 @@ export function registerGeneratorCommands(program: Command): void {
         seed: parseInteger('--seed', opts.seed),
         truncationPsi: truncation,
         ddimSteps: parseInteger('--ddim-steps', opts.ddimSteps),
+        raw: opts.raw === true,
         compareTo: opts.compareTo,
         features: opts.features,
         backend: opts.backend ? parseBackendPreference(opts.backend, '--backend') : undefined,
@@ -170,7 +176,9 @@ export function registerGeneratorCommands(program: Command): void {
       else {
         console.log(
           `${result.out}: ${result.count} slices ${result.size}² from ${result.architecture.name} in ${result.seconds.toFixed(1)} s; ` +
-            `showing NCR ${result.labelPresence.NCR}, ED ${result.labelPresence.ED}, ET ${result.labelPresence.ET}${result.grid ? `; grid ${result.grid}` : ''}`,
+            `showing NCR ${result.labelPresence.NCR}, ED ${result.labelPresence.ED}, ET ${result.labelPresence.ET}; ` +
+            `${result.maskedPixels} pixels outside the shared brain mask set to background` +
+            `${result.grid ? `; grid ${result.grid}` : ''}`,
         );
         if (result.quality) printQuality(result.quality);
       }
