@@ -86,13 +86,17 @@ export const DIFFUSION_UNET_PROFILES = {
     numHeads: 1,
     groups: 8,
   },
-  /** CPU runs on the cpu32 slice preset: levels at 32, 16, 8 px (32/64/64 channels), 2 res blocks. */
+  /**
+   * CPU runs on the cpu32 slice preset: levels at 32, 16, 8 px (32/64/64 channels), 1 res block (1.12 M parameters).
+   * 2 blocks (1.63 M) made 855 steps in 15 minutes against 1,295 with 1, and drew 3.05x the real tumour area
+   * against 1.60x.
+   */
   cpu32: {
     imageSize: 32,
     imageChannels: 5,
     baseChannels: 32,
     channelMults: [1, 2, 2],
-    numResBlocks: 2,
+    numResBlocks: 1,
     attentionResolutions: [8],
     numHeads: 1,
     groups: 8,
