@@ -134,7 +134,8 @@ describe('GAN layers', () => {
     xs.forEach((v, i) =>
       assert.ok(Math.abs(g[i]! - 1 / (1 + Math.exp(-k * (v + 1)))) < 1e-5, `d floor/dx at ${v} = ${g[i]}`),
     );
-    // Sharpness 0 (configs made before the floor existed): the very same tensor, no op.
+    // No sharpness (configs made before the floor existed) or 0: the very same tensor, no op.
+    assert.equal(blackFloor(x, undefined), x);
     assert.equal(blackFloor(x, 0), x);
     tf.dispose([x, y, gradient]);
   });

@@ -201,10 +201,11 @@ export function leakyReluGain<T extends tf.Tensor>(x: T, slope = 0.2, gain = LRE
  * black (−1) outside the brain in all five channels, and the annotation channel decodes to "no tumour" only
  * within 0.2 of −1; a linear output has to hit that value from both sides, a floored one only has to go below it
  * (where it stays, still differentiable). Above the floor y ≈ x (at x + 1 = 0.3 and k = 16: y + 1 = 0.30051).
- * k ≤ 0: no floor (identity), which is what architecture configs without the setting get.
+ * k ≤ 0 or undefined: no floor (identity), which is what architecture configs without the setting get — callers
+ * pass their config's optional `blackFloorSharpness` as it is.
  */
-export function blackFloor<T extends tf.Tensor>(x: T, sharpness: number): T {
-  if (!(sharpness > 0)) return x;
+export function blackFloor<T extends tf.Tensor>(x: T, sharpness: number | undefined): T {
+  if (sharpness === undefined || !(sharpness > 0)) return x;
   return tf.tidy(() => tf.sub(tf.div(tf.softplus(tf.mul(tf.add(x, 1), sharpness)), sharpness), 1)) as T;
 }
 

@@ -269,7 +269,7 @@ export function buildProGanGenerator(config: ProGanConfig, seed: number): ProGan
           images = tf.add(previous, tf.mul(tf.sub(images, previous), alpha));
         }
       }
-      return blackFloor(upsampleNearest(images, 2 ** (levels - 1 - level)), config.blackFloorSharpness ?? 0);
+      return blackFloor(upsampleNearest(images, 2 ** (levels - 1 - level)), config.blackFloorSharpness);
     });
 
   const variables = params.variables;

@@ -373,7 +373,7 @@ export function buildStyleGan1Generator(config: StyleGan1Config, seed: number): 
       x = adaIn(h, tf.add(scale, 1), bias);
       activations.push(x);
     }
-    return { images: blackFloor(equalizedConv2d(x!, toRgb), config.blackFloorSharpness ?? 0), activations };
+    return { images: blackFloor(equalizedConv2d(x!, toRgb), config.blackFloorSharpness), activations };
   };
 
   const synthesize = (ws: tf.Tensor3D, options: SynthesisOptions = {}): tf.Tensor4D =>

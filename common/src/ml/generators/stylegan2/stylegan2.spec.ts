@@ -99,7 +99,7 @@ describe('StyleGAN 2', () => {
         sum = tf.add(sum, up);
       }
       // ... through the output floor at black.
-      const floored = blackFloor(sum, TINY.blackFloorSharpness ?? 0);
+      const floored = blackFloor(sum, TINY.blackFloorSharpness);
       assert.ok(maxAbsDiff(image.dataSync(), floored.dataSync()) < 1e-4);
       parts.forEach(([, t]) => t.dispose());
     });

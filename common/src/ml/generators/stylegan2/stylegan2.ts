@@ -164,7 +164,7 @@ export class StyleGan2Generator implements GeneratorModel {
     ws: tf.Tensor3D,
     options: SynthesisOptions & Pick<SynthesisRunOptions, 'onToRgb'> = {},
   ): tf.Tensor4D {
-    const sharpness = (this.architecture.config as StyleGan2Config).blackFloorSharpness ?? 0;
+    const sharpness = (this.architecture.config as StyleGan2Config).blackFloorSharpness;
     return tf.tidy(() =>
       blackFloor(
         synthesize(this.synthesis, ws, {

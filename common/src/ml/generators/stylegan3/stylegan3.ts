@@ -192,7 +192,7 @@ export class StyleGan3Generator implements GeneratorModel {
 
   /** No noise inputs: noiseSeed is ignored. */
   synthesize(ws: tf.Tensor3D, options: SynthesisOptions = {}): tf.Tensor4D {
-    const sharpness = (this.architecture.config as StyleGan3Config).blackFloorSharpness ?? 0;
+    const sharpness = (this.architecture.config as StyleGan3Config).blackFloorSharpness;
     return tf.tidy(() =>
       blackFloor(
         synthesizeStyleGan3(this.synthesis, ws, { training: options.training, ...this.buildOptions }),
