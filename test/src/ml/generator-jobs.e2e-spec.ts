@@ -67,7 +67,8 @@ describe('train-gen and sample', () => {
         `finite losses ${card.losses}`,
       );
 
-      const draw = async (file: string, seed: string) => {
+      // `sample` as a user runs it: 4 slices, DDIM 5 for the diffusion model; returns the store's bytes and --json
+      const sample = async (file: string, seed: string, ...extra: string[]) => {
         const run = await fedsynth(
           'sample',
           '--model',
@@ -80,29 +81,17 @@ describe('train-gen and sample', () => {
           seed,
           '--ddim-steps',
           '5',
+          ...extra,
           '--json',
         );
         assert.equal(run.code, 0, run.stderr);
-        return readFile(file);
+        return { bytes: await readFile(file), summary: JSON.parse(run.stdout) };
       };
-      const compared = await fedsynth(
-        'sample',
-        '--model',
-        out,
-        '--n',
-        '4',
-        '--out',
-        path.join(tmp, `${model}-q.fss`),
-        '--seed',
-        '3',
-        '--ddim-steps',
-        '5',
-        '--compare-to',
-        stores[TINY_SIZE[model]!]!,
-        '--json',
-      );
-      assert.equal(compared.code, 0, compared.stderr);
-      const quality = JSON.parse(compared.stdout).quality;
+      const draw = async (file: string, seed: string) => (await sample(file, seed)).bytes;
+      const compared = (
+        await sample(path.join(tmp, `${model}-q.fss`), '3', '--compare-to', stores[TINY_SIZE[model]!]!)
+      ).summary;
+      const quality = compared.quality;
       for (const channel of ['t1', 't2', 'flair', 't1ce']) {
         const c = quality.report.channels[channel].intersection;
         assert.ok(c >= 0 && c <= 1, `${channel} intersection ${c}`);
@@ -129,23 +118,8 @@ describe('train-gen and sample', () => {
       }
       // One brain mask for all sequences: a pixel black in any sequence is black in every channel; --raw keeps the
       // generator's output, which differs from the default only at pixels the mask blacked out.
-      const raw = await fedsynth(
-        'sample',
-        '--model',
-        out,
-        '--n',
-        '4',
-        '--out',
-        path.join(tmp, `${model}-raw.fss`),
-        '--seed',
-        '3',
-        '--ddim-steps',
-        '5',
-        '--raw',
-        '--json',
-      );
-      assert.equal(raw.code, 0, raw.stderr);
-      assert.equal(JSON.parse(raw.stdout).maskedPixels, 0);
+      const raw = await sample(path.join(tmp, `${model}-raw.fss`), '3', '--raw');
+      assert.equal(raw.summary.maskedPixels, 0);
       const rawStore = await SliceStoreReader.open(path.join(tmp, `${model}-raw.fss`));
       const rawSamples = await rawStore.readRange(0, 4);
       await rawStore.close();
@@ -160,11 +134,7 @@ describe('train-gen and sample', () => {
           masked++;
         }
       }
-      assert.equal(
-        masked,
-        JSON.parse(compared.stdout).maskedPixels,
-        'maskedPixels counts the changed pixels',
-      );
+      assert.equal(masked, compared.maskedPixels, 'maskedPixels counts the changed pixels');
     });
   }
 

@@ -91,9 +91,10 @@ export async function trainGenerator(
   options: TrainGeneratorOptions,
 ): Promise<{ card: GeneratorCard; dir: string }> {
   const isDiffusion = options.model === 'ddpm';
+  const ganName = options.model as Exclude<GeneratorName, 'ddpm'>;
   const architecture = isDiffusion
     ? ddpmArchitecture(options.profile satisfies DdpmProfile)
-    : await ganArchitectureRecord(options.model as Exclude<GeneratorName, 'ddpm'>, options.profile);
+    : await ganArchitectureRecord(ganName, options.profile);
   // Generators learn (image, annotation) pairs: unlabelled subjects would teach tumours without labels.
   const { dir, result, facts } = await runTrainingJob(options, architecture, (store) =>
     isDiffusion
@@ -121,11 +122,9 @@ export async function trainGenerator(
             store,
             subjects: 'labelled',
             mirror: true,
-            ...(options.profile === 'cpu32'
-              ? CPU32_GAN_RECIPES[options.model as Exclude<GeneratorName, 'ddpm'>]
-              : {}),
+            ...(options.profile === 'cpu32' ? CPU32_GAN_RECIPES[ganName] : {}),
           } satisfies GanTaskConfig,
-          taskModules: [GAN_TASK_MODULE, GAN_MODULES[options.model as Exclude<GeneratorName, 'ddpm'>]],
+          taskModules: [GAN_TASK_MODULE, GAN_MODULES[ganName]],
         },
   );
   const card: GeneratorCard = {
