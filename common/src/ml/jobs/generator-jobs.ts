@@ -21,7 +21,12 @@ import {
   sampleDdpm,
   type DdpmProfile,
 } from '../generators/ddpm/index.js';
-import { DDPM_TASK_KIND, DDPM_TASK_MODULE, type DdpmTaskConfig } from '../generators/ddpm/ddpm-task.js';
+import {
+  DDPM_PROFILE_TRAINING,
+  DDPM_TASK_KIND,
+  DDPM_TASK_MODULE,
+  type DdpmTaskConfig,
+} from '../generators/ddpm/ddpm-task.js';
 import { GAN_TASK_KIND, GAN_TASK_MODULE, type GanTaskConfig } from '../generators/gan/gan-task.js';
 import { ganConfig } from '../generators/gan/registry.js';
 import { loadGenerator } from '../generators/gan/registry.js';
@@ -45,23 +50,6 @@ export const GAN_MODULES: Record<Exclude<GeneratorName, 'ddpm'>, string> = {
   stylegan1: new URL('../generators/stylegan1/index.js', import.meta.url).href,
   stylegan2: new URL('../generators/stylegan2/index.js', import.meta.url).href,
   stylegan3: new URL('../generators/stylegan3/index.js', import.meta.url).href,
-};
-
-/**
- * Recipe changes for the 32² CPU profile, each measured in 15-minute runs on phantom slices (README, "Generators"):
- * the official recipes are for 256² at batch 32 and days of GPU time, not 15 minutes at 32² with batch 8.
- */
-export const CPU32_GAN_RECIPES: Partial<
-  Record<
-    Exclude<GeneratorName, 'ddpm'>,
-    Pick<GanTaskConfig, 'r1Gamma' | 'lazyRegInterval' | 'styleMixingProbability'>
-  >
-> = {
-  // γ 1: T2/FLAIR histogram intersections 0.55/0.66 (γ 8, 684 steps) → 0.65/0.70 and 0.65/0.69 (two runs, ~700 steps)
-  stylegan3: { r1Gamma: 1 },
-  // R1 every 16 D steps (StyleGAN 2's lazy rule) instead of every step: 1,551 steps in 15 minutes instead of 918;
-  // no style mixing: FLAIR 0.66 → 0.71, tumour area ratio 0.22 → 0.35 (shared-mask samples, ~1,500 steps each)
-  stylegan1: { lazyRegInterval: 16, styleMixingProbability: 0 },
 };
 
 export function isGeneratorName(value: string): value is GeneratorName {
@@ -105,24 +93,18 @@ export async function trainGenerator(
             store,
             mirror: true,
             labelledOnly: true,
-            // ≈ 0.999 per step of 8 at steady state (a 5.5k-image half-life), ramped up over the first images
-            ema: { halfLifeImages: 5_500, rampup: 0.05 },
-            // CPU profiles get minutes, not days: a 5x higher rate than improved-diffusion's 1e-4 (stable here with
-            // the gradient clip at norm 1), warmed up over 100 steps.
-            ...(options.profile === 'cpu' || options.profile === 'cpu32'
-              ? { lr: 5e-4, warmupSteps: 100 }
-              : {}),
+            ...DDPM_PROFILE_TRAINING[options.profile],
           } satisfies DdpmTaskConfig,
           taskModules: [DDPM_TASK_MODULE],
         }
       : {
           kind: GAN_TASK_KIND,
           config: {
-            architecture: { name: architecture.name, config: architecture.config },
+            // The profile too: its recipe changes (GanArchitecture.profileOptions) apply.
+            architecture: { ...architecture, profile: options.profile },
             store,
             subjects: 'labelled',
             mirror: true,
-            ...(options.profile === 'cpu32' ? CPU32_GAN_RECIPES[ganName] : {}),
           } satisfies GanTaskConfig,
           taskModules: [GAN_TASK_MODULE, GAN_MODULES[ganName]],
         },

@@ -12,8 +12,10 @@ import type { TrainingProgress } from '../../training/progress.js';
 import { startTraining, type TrainingResult } from '../../training/run.js';
 import { decodeWeights, encodeWeights, variablesToWeights } from '../../weights/index.js';
 
-import { lazyOptimizer } from './gan-task.js';
-import { loadGenerator } from './registry.js';
+import '../stylegan1/index.js';
+import '../stylegan3/index.js';
+import { lazyOptimizer, resolveGanRecipe, type GanTaskConfig } from './gan-task.js';
+import { buildGenerator, ganArchitecture, ganConfig, loadGenerator } from './registry.js';
 import { averageLatent, sampleGenerator } from './sampling.js';
 import { ganSpec, writeTinySliceStore } from './testing/gan-test-helpers.js';
 import { buildTinyDcgan } from './testing/tiny-dcgan.js';
@@ -271,5 +273,46 @@ describe("the 'gan' training task (tiny DCGAN on a tiny slice store)", () => {
       ).done,
       /slices are 8² but the tiny-dcgan generator makes 16²/,
     );
+  });
+});
+
+describe('GAN recipes: official, per profile, per task', () => {
+  before(() => selectBackend({ prefer: 'wasm', ...quiet }));
+
+  it("applies the named profile's recipe changes under the task's own overrides", () => {
+    const recipe = (name: string, architecture: GanTaskConfig['architecture'], overrides = {}) => {
+      const generator = buildGenerator({ name, config: ganConfig(name, { profile: 'tiny' }) }, 1);
+      try {
+        return resolveGanRecipe(ganArchitecture(name), generator, { architecture, store: '', ...overrides });
+      } finally {
+        generator.dispose();
+      }
+    };
+    const official = ganArchitecture('stylegan1').options;
+    const cpu32Config = ganConfig('stylegan1', { profile: 'cpu32' });
+    // A config without its profile, and the cpu profile (no changes): the official StyleGAN 1 recipe.
+    for (const architecture of [{ name: 'stylegan1', config: cpu32Config }, { name: 'stylegan1' }]) {
+      const r = recipe('stylegan1', architecture);
+      assert.equal(r.lazyRegInterval, 1);
+      assert.equal(r.styleMixingProbability, official.styleMixingProbability);
+      assert.deepEqual(r.discriminatorOptimizer, official.discriminatorOptimizer);
+    }
+    // cpu32: lazy R1 every 16 D steps (D's Adam scaled by 16/17, as lazy regularisation does) and no mixing.
+    const cpu32 = recipe('stylegan1', { name: 'stylegan1', config: cpu32Config, profile: 'cpu32' });
+    assert.equal(cpu32.lazyRegInterval, 16);
+    assert.equal(cpu32.styleMixingProbability, 0);
+    assert.equal(cpu32.r1Gamma, official.r1Gamma);
+    assert.deepEqual(cpu32.discriminatorOptimizer, lazyOptimizer(official.discriminatorOptimizer, 16));
+    // The task's own settings win over the profile's.
+    const task = recipe(
+      'stylegan1',
+      { name: 'stylegan1', profile: 'cpu32' },
+      { styleMixingProbability: 0.5 },
+    );
+    assert.equal(task.styleMixingProbability, 0.5);
+    assert.equal(task.lazyRegInterval, 16);
+    // StyleGAN 3 at cpu32: R1 γ 1 instead of the official 8.
+    assert.equal(recipe('stylegan3', { name: 'stylegan3', profile: 'cpu32' }).r1Gamma, 1);
+    assert.equal(recipe('stylegan3', { name: 'stylegan3', profile: 'paper' }).r1Gamma, 8);
   });
 });

@@ -47,6 +47,7 @@ import {
   type GanArchitecture,
   type GanLossKind,
   type GanProfileName,
+  type GanTrainingOptions,
   type GeneratorModel,
   type MappingOptions,
 } from './types.js';
@@ -55,7 +56,10 @@ export const GAN_TASK_KIND = 'gan';
 export const GAN_TASK_MODULE = import.meta.url;
 
 export interface GanTaskConfig {
-  /** A registered architecture with its config, or one of its profiles (default 'cpu'). */
+  /**
+   * A registered architecture with its config, or one of its profiles (default 'cpu'). With a config, `profile`
+   * names the profile it is (or was made from): that profile's recipe changes apply (GanArchitecture.profileOptions).
+   */
   architecture: { name: string; config?: Record<string, unknown>; profile?: GanProfileName };
   /** Absolute path of the slice store; training uses its 'train' subjects. */
   store: string;
@@ -108,7 +112,9 @@ export function resolveGanRecipe(
   generator: GeneratorModel,
   config: GanTaskConfig,
 ): GanRecipe {
-  const o = entry.options;
+  // The profile the architecture config is: named, or the one ganConfig picks when there is no config.
+  const profile = config.architecture.profile ?? (config.architecture.config ? undefined : 'cpu');
+  const o: GanTrainingOptions = { ...entry.options, ...(profile && entry.profileOptions?.[profile]) };
   const lazyRegInterval = config.lazyRegInterval ?? o.lazyRegInterval ?? 1;
   const pl = o.pathLength;
   const plWeight = config.pathLengthWeight ?? pl?.weight ?? 0;

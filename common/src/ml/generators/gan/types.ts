@@ -203,4 +203,10 @@ export interface GanArchitecture<Config extends Record<string, unknown> = Record
   profiles: Record<Exclude<GanProfileName, 'cpu32'>, Config> & { cpu32?: Config };
   loss: GanLossKind;
   options: GanTrainingOptions;
+  /**
+   * Changes to `options` for one profile, where that profile's budget needs another recipe than the official one
+   * (made for 256² at batch 32 and days of GPU time). Applied when the task names the profile its config is; the
+   * task config's own overrides still win.
+   */
+  profileOptions?: Partial<Record<GanProfileName, Partial<GanTrainingOptions>>>;
 }
