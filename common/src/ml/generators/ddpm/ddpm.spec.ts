@@ -258,6 +258,54 @@ describe('v-prediction (Salimans & Ho 2022)', () => {
     );
   });
 
+  for (const prediction of ['v', 'epsilon'] as const) {
+    it(`censors black (${prediction}): at x_0 = −1 only predictions whose x̂_0 lies above black are charged`, () => {
+      const schedule = createNoiseSchedule('linear', 1000);
+      const { x, epsilon: noise, z: output } = fixtures(`censor-${prediction}`);
+      // Half of the elements black, as a background is; the rest anywhere in (−1, 1].
+      const x0 = Float32Array.from(x, (value, i) => (i % 2 === 0 ? -1 : Math.tanh(value)));
+      const network: EpsilonPredictor = () => tf.tensor4d(output, SHAPE);
+      const loss = (censor: boolean) =>
+        tf.tidy(
+          () =>
+            diffusionLoss(
+              network,
+              schedule,
+              tf.tensor4d(x0, SHAPE),
+              t,
+              tf.tensor4d(noise, SHAPE),
+              prediction,
+              censor,
+            ).dataSync()[0]!,
+        );
+      const ab = (i: number) => schedule.alphasCumprod[t[Math.floor(i / PER_IMAGE)]!]!;
+      const xt = (i: number) => Math.sqrt(ab(i)) * x0[i]! + Math.sqrt(1 - ab(i)) * noise[i]!;
+      const target = (i: number) =>
+        prediction === 'v' ? Math.sqrt(ab(i)) * noise[i]! - Math.sqrt(1 - ab(i)) * x0[i]! : noise[i]!;
+      // x̂_0 of the prediction, by its definition (not through the residual's sign).
+      const x0Hat = (i: number) =>
+        prediction === 'v'
+          ? Math.sqrt(ab(i)) * xt(i) - Math.sqrt(1 - ab(i)) * output[i]!
+          : (xt(i) - Math.sqrt(1 - ab(i)) * output[i]!) / Math.sqrt(ab(i));
+      let charged = 0;
+      let free = 0;
+      const expected =
+        Array.from(x0, (value, i) => {
+          const squared = (output[i]! - target(i)) ** 2;
+          if (value > -1) return squared;
+          if (x0Hat(i) > -1) {
+            charged++;
+            return squared;
+          }
+          free++;
+          return 0;
+        }).reduce((a, b) => a + b) / SIZE;
+      assert.ok(charged > 0 && free > 0, `black elements above/below: ${charged}/${free}`);
+      assert.ok(Math.abs(loss(true) - expected) < 1e-4, `censored loss ${loss(true)} vs ${expected}`);
+      assert.ok(loss(false) > loss(true) + 1e-3, 'uncensored charges the below-black predictions too');
+    });
+  }
+
   it('is the CPU profiles’ choice; the paper’s and ε-configs leave the architecture record as it was', () => {
     assert.equal(ddpmArchitecture('cpu').config.prediction, 'v');
     assert.equal(ddpmArchitecture('cpu32').config.prediction, 'v');
@@ -269,6 +317,21 @@ describe('v-prediction (Salimans & Ho 2022)', () => {
     assert.equal(vModel.architecture.config.prediction, 'v');
     assert.equal(buildDdpmFromArchitecture(vModel.architecture).config.prediction, 'v');
     assert.throws(() => tinyModel(2, { prediction: 'x0' as 'v' }), /unknown prediction 'x0' \(epsilon, v\)/);
+  });
+
+  it('records censorBlack only when on; the CPU profiles train with it, the paper’s as published', () => {
+    assert.equal(ddpmArchitecture('cpu').config.censorBlack, true);
+    assert.equal(ddpmArchitecture('cpu32').config.censorBlack, true);
+    assert.equal('censorBlack' in ddpmArchitecture('paper').config, false);
+    const plain = tinyModel(2);
+    const censored = tinyModel(2, { censorBlack: true });
+    after(() => [plain, censored].forEach((m) => m.dispose()));
+    assert.equal('censorBlack' in plain.architecture.config, false);
+    assert.equal(buildDdpmFromArchitecture(censored.architecture).config.censorBlack, true);
+    assert.throws(
+      () => tinyModel(2, { censorBlack: 'yes' as never }),
+      /censorBlack must be true or false, got "yes"/,
+    );
   });
 });
 
