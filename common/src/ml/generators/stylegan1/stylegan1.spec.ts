@@ -155,6 +155,38 @@ describe('StyleGAN 1', () => {
     });
   });
 
+  it('noiseMaxResolution: noise inputs only up to that side; the same model otherwise', () => {
+    const all = buildStyleGan1Generator(TINY, 5);
+    const capped = buildStyleGan1Generator({ ...TINY, noiseMaxResolution: 16 }, 5);
+    after(() => [all, capped].forEach((g) => g.dispose()));
+    const noiseNames = (g: typeof all) =>
+      Object.keys(g.variables).filter((n) => n.endsWith('/noise_strength'));
+    assert.deepEqual(
+      noiseNames(capped),
+      noiseNames(all).filter((n) => !n.startsWith('synthesis/32x32/')),
+    );
+    assert.equal(noiseNames(all).filter((n) => n.startsWith('synthesis/32x32/')).length, 2);
+    assert.deepEqual(
+      Object.keys(capped.variables).filter((n) => !n.endsWith('/noise_strength')),
+      Object.keys(all.variables).filter((n) => !n.endsWith('/noise_strength')),
+    );
+    setNoiseStrengths(capped, (name) => tf.fill(capped.variables[name]!.shape, 0.5));
+    const z = latents(5, 2, TINY.latentDim);
+    after(() => z.dispose());
+    tf.tidy(() => {
+      const ws = capped.mapLatents(z);
+      const a = capped.synthesizeTrace(ws, { noiseSeed: 1 });
+      const b = capped.synthesizeTrace(ws, { noiseSeed: 2 });
+      // The 16² layers still take noise, and it reaches the images.
+      assert.ok(maxAbsDiff(a.activations[5]!, b.activations[5]!) > 1e-4);
+      assert.ok(maxAbsDiff(a.images, b.images) > 1e-4);
+    });
+    assert.throws(
+      () => buildStyleGan1Generator({ ...TINY, noiseMaxResolution: 12 }, 1),
+      /noiseMaxResolution must be a power of 2 ≥ 4, got 12/,
+    );
+  });
+
   it('style mixing: layers from the crossover on take the second latent', () => {
     const g = buildStyleGan1Generator(TINY, 4);
     after(() => g.dispose());

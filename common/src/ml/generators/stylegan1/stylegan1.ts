@@ -72,6 +72,11 @@ export type StyleGan1Config = {
   upsampling: StyleGan1Upsampling;
   /** Per-layer noise inputs (paper: on). */
   noise: boolean;
+  /**
+   * Noise inputs only in layers of at most this side (absent: every layer, as the paper and configs made before
+   * it). See STYLEGAN1_PROFILES.cpu32.
+   */
+  noiseMaxResolution?: number;
   /** β of the running average of w (paper: 0.995). */
   wAvgBeta: number;
   /** Discriminator's minibatch stddev group size (paper: 4). */
@@ -148,6 +153,10 @@ function validate(config: StyleGan1Config): void {
     }
   }
   if (!(config.mappingLrMultiplier > 0)) throw new Error('StyleGAN 1: mappingLrMultiplier must be > 0');
+  const cap = config.noiseMaxResolution;
+  if (cap !== undefined && !(Number.isInteger(Math.log2(cap)) && cap >= 4)) {
+    throw new Error(`StyleGAN 1: noiseMaxResolution must be a power of 2 ≥ 4, got ${cap}`);
+  }
   if (!(config.wAvgBeta >= 0 && config.wAvgBeta < 1))
     throw new Error('StyleGAN 1: wAvgBeta must be in [0, 1)');
   if (config.upsampling !== 'bilinear' && config.upsampling !== 'nearest-blur') {
@@ -268,7 +277,10 @@ export function buildStyleGan1Generator(config: StyleGan1Config, seed: number): 
           }),
       upsample: !first && index % 2 === 0,
       bias: scope.variable('bias', [channels], ZEROS),
-      noiseStrength: config.noise ? scope.variable('noise_strength', [channels], ZEROS) : undefined,
+      noiseStrength:
+        config.noise && 4 * 2 ** level <= (config.noiseMaxResolution ?? Infinity)
+          ? scope.variable('noise_strength', [channels], ZEROS)
+          : undefined,
       style: createEqualizedDense(scope.scope('style'), {
         inFeatures: config.wDim,
         outFeatures: 2 * channels,
