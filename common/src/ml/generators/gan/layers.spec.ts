@@ -140,6 +140,32 @@ describe('GAN layers', () => {
     tf.dispose([x, y, gradient]);
   });
 
+  it('leaky black floor: adds leak·min(x+1, 0), so the gradient below black never falls under the leak', () => {
+    const k = BLACK_FLOOR_SHARPNESS;
+    const leak = 0.05;
+    const xs = [-5, -3, -1.3, -1, -0.7, 0, 0.6];
+    const x = tf.tensor1d(xs);
+    const y = blackFloor(x, k, leak);
+    const gradient = tf.grad((t: tf.Tensor) => tf.sum(blackFloor(t, k, leak)))(x);
+    const values = Array.from(y.dataSync());
+    const g = Array.from(gradient.dataSync());
+    xs.forEach((v, i) => {
+      const expected = -1 + Math.log1p(Math.exp(k * (v + 1))) / k + leak * Math.min(v + 1, 0);
+      assert.ok(Math.abs(values[i]! - expected) < 1e-5, `floor(${v}) = ${values[i]}, expected ${expected}`);
+      if (v === -1) return; // the kink: any subgradient between the two sides will do
+      const slope = 1 / (1 + Math.exp(-k * (v + 1))) + (v < -1 ? leak : 0);
+      assert.ok(Math.abs(g[i]! - slope) < 1e-5, `d floor/dx at ${v} = ${g[i]}, expected ${slope}`);
+    });
+    // Still black as bytes down to x = −3 (y ≥ −1.1 rounds to byte 0 after clamping); the flat floor's gradient
+    // there is ~1e-14, the leaky one's 0.05.
+    assert.ok(values[1]! > -1.11 && values[1]! < -1);
+    assert.ok(g[0]! >= leak - 1e-6);
+    // Above black the leak changes nothing.
+    const flat = blackFloor(x, k).dataSync();
+    for (const i of [4, 5, 6]) assert.equal(values[i], flat[i]);
+    tf.dispose([x, y, gradient]);
+  });
+
   it('nearest upsampling and average downsampling', () => {
     tf.tidy(() => {
       const x = tf.tensor4d([1, 2, 3, 4], [1, 2, 2, 1]);

@@ -203,10 +203,16 @@ export function leakyReluGain<T extends tf.Tensor>(x: T, slope = 0.2, gain = LRE
  * (where it stays, still differentiable). Above the floor y ≈ x (at x + 1 = 0.3 and k = 16: y + 1 = 0.30051).
  * k ≤ 0 or undefined: no floor (identity), which is what architecture configs without the setting get — callers
  * pass their config's optional `blackFloorSharpness` as it is.
+ * `leak` > 0 adds leak·min(x + 1, 0): still black as bytes for x down to −1 − 0.1/leak, but the gradient below
+ * black stays ≥ leak, where a flat floor's vanishes (≈ 1e-14 at x = −3) and an output channel that sank there
+ * early — the annotation, −1 at ~99 % of pixels — cannot come back up to draw a tumour (StyleGAN 3 cpu32).
  */
-export function blackFloor<T extends tf.Tensor>(x: T, sharpness: number | undefined): T {
+export function blackFloor<T extends tf.Tensor>(x: T, sharpness: number | undefined, leak = 0): T {
   if (sharpness === undefined || !(sharpness > 0)) return x;
-  return tf.tidy(() => tf.sub(tf.div(tf.softplus(tf.mul(tf.add(x, 1), sharpness)), sharpness), 1)) as T;
+  return tf.tidy(() => {
+    const floored = tf.sub(tf.div(tf.softplus(tf.mul(tf.add(x, 1), sharpness)), sharpness), 1);
+    return leak > 0 ? tf.add(floored, tf.mul(tf.minimum(tf.add(x, 1), 0), leak)) : floored;
+  }) as T;
 }
 
 /** The generators' default floor sharpness (profiles set it; see blackFloor). */
