@@ -205,7 +205,7 @@ export function leakyReluGain<T extends tf.Tensor>(x: T, slope = 0.2, gain = LRE
  * pass their config's optional `blackFloorSharpness` as it is.
  * `leak` > 0 adds leak·min(x + 1, 0): still black as bytes for x down to −1 − 0.1/leak, but the gradient below
  * black stays ≥ leak, where a flat floor's vanishes (≈ 1e-14 at x = −3) and an output channel that sank there
- * early — the annotation, −1 at ~99 % of pixels — cannot come back up to draw a tumour (StyleGAN 3 cpu32).
+ * early — the annotation, black at ~99 % of pixels — cannot come back up to draw a tumour (StyleGAN 3 cpu32).
  */
 export function blackFloor<T extends tf.Tensor>(x: T, sharpness: number | undefined, leak = 0): T {
   if (sharpness === undefined || !(sharpness > 0)) return x;
