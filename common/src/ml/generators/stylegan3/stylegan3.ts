@@ -105,7 +105,7 @@ export const STYLEGAN3_PROFILES = {
   /**
    * 32² on a CPU (the cpu32 slice preset): 6 layers, G channels 32, D 32 maps; batch 8. The floor below black leaks
    * (slope 0.05): with a flat floor, after 15 minutes 77–91 % of the annotation channel's pixels sat where the
-   * floor's gradient is under 0.01, and no sample of three runs (696–1,378 steps) had any ED or ET — only NCR-level
+   * floor's gradient is under 0.01, and no sample of three runs (696–1,127 steps) had any ED or ET — only NCR-level
    * specks; leaky, the same 15 minutes drew tumours (ED in 39 % of samples) and passed every threshold.
    */
   cpu32: {
