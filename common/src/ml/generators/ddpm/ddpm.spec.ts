@@ -19,10 +19,11 @@ import {
   sampleDdpm,
   toSliceBytes,
   type DdpmModel,
+  type DdpmPrediction,
   type EpsilonPredictor,
 } from './ddpm.js';
 import { randomImages, tinyModel, useWasm } from './ddpm-spec-helpers.js';
-import { createNoiseSchedule } from './schedule.js';
+import { createNoiseSchedule, type NoiseSchedule } from './schedule.js';
 
 const SHAPE: [number, number, number, number] = [2, 3, 4, 5];
 const SIZE = 2 * 3 * 4 * 5;
@@ -200,6 +201,28 @@ describe('v-prediction (Salimans & Ho 2022)', () => {
   before(useWasm);
   const t = [700, 40];
 
+  /** diffusionLoss of a stand-in network that always outputs `output`, at t. */
+  const fixedOutputLoss = (
+    schedule: NoiseSchedule,
+    x0: Float32Array,
+    noise: Float32Array,
+    output: Float32Array,
+    prediction: DdpmPrediction,
+    censorBlack = false,
+  ): number =>
+    tf.tidy(
+      () =>
+        diffusionLoss(
+          () => tf.tensor4d(output, SHAPE),
+          schedule,
+          tf.tensor4d(x0, SHAPE),
+          t,
+          tf.tensor4d(noise, SHAPE),
+          prediction,
+          censorBlack,
+        ).dataSync()[0]!,
+    );
+
   it('turns the network’s v̂ into ε̂ = √(1−ᾱ) x + √ᾱ v̂, so x̂_0 = √ᾱ x − √(1−ᾱ) v̂', () => {
     const model = tinyModel(5, { prediction: 'v', timesteps: 1000 });
     after(() => model.dispose());
@@ -234,20 +257,8 @@ describe('v-prediction (Salimans & Ho 2022)', () => {
   it('trains the network on v = √ᾱ ε − √(1−ᾱ) x_0 (ε for an ε-network)', () => {
     const schedule = createNoiseSchedule('linear', 1000);
     const { x: x0, epsilon: noise, z: output } = fixtures('v-loss');
-    const network: EpsilonPredictor = () => tf.tensor4d(output, SHAPE);
-    const [vLoss, epsilonLoss] = tf.tidy(() =>
-      (['v', 'epsilon'] as const).map(
-        (prediction) =>
-          diffusionLoss(
-            network,
-            schedule,
-            tf.tensor4d(x0, SHAPE),
-            t,
-            tf.tensor4d(noise, SHAPE),
-            prediction,
-          ).dataSync()[0]!,
-      ),
-    );
+    const vLoss = fixedOutputLoss(schedule, x0, noise, output, 'v');
+    const epsilonLoss = fixedOutputLoss(schedule, x0, noise, output, 'epsilon');
     const mean = (f: (i: number) => number) => Array.from(x0, (_, i) => f(i)).reduce((a, b) => a + b) / SIZE;
     const ab = (i: number) => schedule.alphasCumprod[t[Math.floor(i / PER_IMAGE)]!]!;
     const vTarget = (i: number) => Math.sqrt(ab(i)) * noise[i]! - Math.sqrt(1 - ab(i)) * x0[i]!;
@@ -264,20 +275,7 @@ describe('v-prediction (Salimans & Ho 2022)', () => {
       const { x, epsilon: noise, z: output } = fixtures(`censor-${prediction}`);
       // Half of the elements black, as a background is; the rest anywhere in (−1, 1].
       const x0 = Float32Array.from(x, (value, i) => (i % 2 === 0 ? -1 : Math.tanh(value)));
-      const network: EpsilonPredictor = () => tf.tensor4d(output, SHAPE);
-      const loss = (censor: boolean) =>
-        tf.tidy(
-          () =>
-            diffusionLoss(
-              network,
-              schedule,
-              tf.tensor4d(x0, SHAPE),
-              t,
-              tf.tensor4d(noise, SHAPE),
-              prediction,
-              censor,
-            ).dataSync()[0]!,
-        );
+      const loss = (censor: boolean) => fixedOutputLoss(schedule, x0, noise, output, prediction, censor);
       const ab = (i: number) => schedule.alphasCumprod[t[Math.floor(i / PER_IMAGE)]!]!;
       const xt = (i: number) => Math.sqrt(ab(i)) * x0[i]! + Math.sqrt(1 - ab(i)) * noise[i]!;
       const target = (i: number) =>
