@@ -18,6 +18,7 @@ import {
   leakyReluGain,
   minibatchGroupSize,
   minibatchStddev,
+  outputFloor,
   pixelNorm,
   upfirdn2d,
   upsampleNearest,
@@ -163,6 +164,11 @@ describe('GAN layers', () => {
     // Above black the leak changes nothing.
     const flat = blackFloor(x, k).dataSync();
     for (const i of [4, 5, 6]) assert.equal(values[i], flat[i]);
+    // outputFloor reads both settings from a config; a config without them is a linear output.
+    const viaConfig = outputFloor(x, { blackFloorSharpness: k, blackFloorLeak: leak });
+    assert.deepEqual(Array.from(viaConfig.dataSync()), values);
+    assert.equal(outputFloor(x, {}), x);
+    viaConfig.dispose();
     tf.dispose([x, y, gradient]);
   });
 

@@ -215,6 +215,22 @@ export function blackFloor<T extends tf.Tensor>(x: T, sharpness: number | undefi
   }) as T;
 }
 
+/**
+ * Every GAN config's output-floor settings (optional: configs made before them get a linear output). A type, not an
+ * interface, so configs that include it stay assignable to Record<string, unknown>.
+ */
+export type BlackFloorSettings = {
+  /** blackFloor's k; absent or 0: linear output. */
+  blackFloorSharpness?: number;
+  /** blackFloor's leak below black; absent: 0, a flat floor. */
+  blackFloorLeak?: number;
+};
+
+/** A generator's output through its config's floor at black (blackFloor). Call inside tf.tidy. */
+export function outputFloor<T extends tf.Tensor>(x: T, settings: BlackFloorSettings): T {
+  return blackFloor(x, settings.blackFloorSharpness, settings.blackFloorLeak);
+}
+
 /** The generators' default floor sharpness (profiles set it; see blackFloor). */
 export const BLACK_FLOOR_SHARPNESS = 16;
 

@@ -19,7 +19,8 @@ import type { ModelArchitecture } from '../../model.js';
 import {
   BLACK_FLOOR_SHARPNESS,
   GAN_CHANNELS,
-  blackFloor,
+  outputFloor,
+  type BlackFloorSettings,
   createEqualizedConv2d,
   createEqualizedDense,
   downsampleAverage,
@@ -73,9 +74,7 @@ export type ProGanConfig = {
   mbstdGroupSize: number;
   /** Progressive growing schedule (does not change the variables, only training). */
   growth: GrowthSchedule;
-  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
-  blackFloorSharpness?: number;
-};
+} & BlackFloorSettings;
 
 /** The cpu profile's settings, shared by cpu (64²) and cpu32 (32²). */
 const CPU_PROFILE = {
@@ -269,7 +268,7 @@ export function buildProGanGenerator(config: ProGanConfig, seed: number): ProGan
           images = tf.add(previous, tf.mul(tf.sub(images, previous), alpha));
         }
       }
-      return blackFloor(upsampleNearest(images, 2 ** (levels - 1 - level)), config.blackFloorSharpness);
+      return outputFloor(upsampleNearest(images, 2 ** (levels - 1 - level)), config);
     });
 
   const variables = params.variables;

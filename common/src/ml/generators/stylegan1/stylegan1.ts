@@ -19,7 +19,8 @@ import type { ModelArchitecture } from '../../model.js';
 import {
   BLACK_FLOOR_SHARPNESS,
   GAN_CHANNELS,
-  blackFloor,
+  outputFloor,
+  type BlackFloorSettings,
   createEqualizedConv2d,
   createEqualizedDense,
   equalizedConv2d,
@@ -81,9 +82,7 @@ export type StyleGan1Config = {
   wAvgBeta: number;
   /** Discriminator's minibatch stddev group size (paper: 4). */
   mbstdGroupSize: number;
-  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
-  blackFloorSharpness?: number;
-};
+} & BlackFloorSettings;
 
 /** The cpu profile's settings, shared by cpu (64²) and cpu32 (32²). */
 const CPU_PROFILE = {
@@ -391,7 +390,7 @@ export function buildStyleGan1Generator(config: StyleGan1Config, seed: number): 
       x = adaIn(h, tf.add(scale, 1), bias);
       activations.push(x);
     }
-    return { images: blackFloor(equalizedConv2d(x!, toRgb), config.blackFloorSharpness), activations };
+    return { images: outputFloor(equalizedConv2d(x!, toRgb), config), activations };
   };
 
   const synthesize = (ws: tf.Tensor3D, options: SynthesisOptions = {}): tf.Tensor4D =>

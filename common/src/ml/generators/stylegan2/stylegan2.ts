@@ -15,7 +15,7 @@ import {
   type MappingOptions,
   type SynthesisOptions,
 } from '../gan/types.js';
-import { BLACK_FLOOR_SHARPNESS, blackFloor } from '../gan/layers.js';
+import { BLACK_FLOOR_SHARPNESS, outputFloor, type BlackFloorSettings } from '../gan/layers.js';
 import {
   createResidualDiscriminator,
   discriminate,
@@ -42,9 +42,7 @@ export type StyleGan2Config = {
   channelMax: number;
   mbstdGroupSize: number;
   mbstdChannels: number;
-  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
-  blackFloorSharpness?: number;
-};
+} & BlackFloorSettings;
 
 /** The cpu profile's settings, shared by cpu (64²) and cpu32 (32²). */
 const CPU_PROFILE = {
@@ -106,7 +104,7 @@ export interface StyleGan2BuildOptions {
 }
 
 const CONFIG_KEYS = (Object.keys(STYLEGAN2_PROFILES.tiny) as (keyof StyleGan2Config)[]).filter(
-  (key) => key !== 'blackFloorSharpness',
+  (key) => key !== 'blackFloorSharpness' && key !== 'blackFloorLeak',
 );
 
 export function checkStyleGan2Config(config: Record<string, unknown>): StyleGan2Config {
@@ -164,15 +162,14 @@ export class StyleGan2Generator implements GeneratorModel {
     ws: tf.Tensor3D,
     options: SynthesisOptions & Pick<SynthesisRunOptions, 'onToRgb'> = {},
   ): tf.Tensor4D {
-    const sharpness = (this.architecture.config as StyleGan2Config).blackFloorSharpness;
     return tf.tidy(() =>
-      blackFloor(
+      outputFloor(
         synthesize(this.synthesis, ws, {
           noiseSeed: options.noiseSeed,
           modConvImpl: this.buildOptions.modConvImpl,
           onToRgb: options.onToRgb,
         }),
-        sharpness,
+        this.architecture.config as StyleGan2Config,
       ),
     );
   }

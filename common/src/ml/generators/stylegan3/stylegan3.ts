@@ -14,7 +14,7 @@ import {
   type MappingOptions,
   type SynthesisOptions,
 } from '../gan/types.js';
-import { BLACK_FLOOR_SHARPNESS, blackFloor } from '../gan/layers.js';
+import { BLACK_FLOOR_SHARPNESS, outputFloor, type BlackFloorSettings } from '../gan/layers.js';
 import { createMapping, mapLatents, type MappingNetwork } from '../stylegan2/mapping.js';
 import type { ModConvImpl } from '../stylegan2/modulated-conv.js';
 import { ResidualDiscriminatorModel, styleGan2DiscriminatorSpec } from '../stylegan2/stylegan2.js';
@@ -49,11 +49,7 @@ export type StyleGan3Config = {
   fourierSeed: number;
   mbstdGroupSize: number;
   mbstdChannels: number;
-  /** Output floor at black (blackFloor in gan/layers.ts); absent or 0: linear output (configs made before it). */
-  blackFloorSharpness?: number;
-  /** Slope of the floor below black (blackFloor; absent: 0, a flat floor). */
-  blackFloorLeak?: number;
-};
+} & BlackFloorSettings;
 
 const CONFIG_T = {
   imageChannels: GAN_CHANNELS,
@@ -200,12 +196,10 @@ export class StyleGan3Generator implements GeneratorModel {
 
   /** No noise inputs: noiseSeed is ignored. */
   synthesize(ws: tf.Tensor3D, options: SynthesisOptions = {}): tf.Tensor4D {
-    const { blackFloorSharpness, blackFloorLeak } = this.architecture.config as StyleGan3Config;
     return tf.tidy(() =>
-      blackFloor(
+      outputFloor(
         synthesizeStyleGan3(this.synthesis, ws, { training: options.training, ...this.buildOptions }),
-        blackFloorSharpness,
-        blackFloorLeak,
+        this.architecture.config as StyleGan3Config,
       ),
     );
   }
